@@ -1,0 +1,49 @@
+//! The crate's top-level error and the one place where outcomes become exit codes.
+//!
+//! Each boundary has its own `thiserror` enum (presets, resolver, engine, results, ...); this enum
+//! wraps them so the CLI can map any failure to the documented exit code:
+//! 0 ok, 1 negative verdict (e.g. a regression), 2 usage/config error, 3 engine failure.
+
+use crate::engine::EngineError;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the command worked but its verdict is negative (regression, failed gate).
+pub const EXIT_NEGATIVE: i32 = 1;
+/// Exit code: bad usage, bad preset, bad knob value, invalid combination, corrupt result files.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: the engine failed.
+pub const EXIT_ENGINE: i32 = 3;
+
+/// Any failure of a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Usage error with a one-line message that names the offending input and the fix.
+    #[error("{0}")]
+    Usage(String),
+    /// Engine failure or engine configuration error.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// I/O failure on a named path.
+    #[error("cannot {action} `{path}`: {source}")]
+    Io {
+        /// What was attempted (`read`, `write`, `create directory`, ...).
+        action: &'static str,
+        /// The path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The exit code this error maps to.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::Io { .. } => EXIT_USAGE,
+            Error::Engine(EngineError::Config(_)) => EXIT_USAGE,
+            Error::Engine(EngineError::Fault(_)) => EXIT_ENGINE,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! # ferrum-bench
+//!
+//! Benchmark and autotune the Ferrum LLM inference engine. A *preset* (model + hardware +
+//! workload + engine) is resolved into Ferrum's effective configuration exactly as Ferrum's own
+//! resolver does it, the full engine runs a seeded workload, and every cell of a knob sweep gets
+//! its effective configuration, decision trace, per-request records and statistics written down.
+//!
+//! Modules by responsibility:
+//! - [`cli`]: the command line (the only module that knows clap);
+//! - [`config`]: knob registry, runtime snapshot, capabilities, resolver, effective config;
+//! - [`preset`]: TOML presets;
+//! - [`engine`]: the `Engine` trait and the in-process reference engine;
+//! - [`error`]: the top-level error and exit codes.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod preset;
