@@ -1,0 +1,322 @@
+//! Preset parsing and source-precedence tests.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::{
+    resolve_with_environment, AutoConfigSource, Overrides, ResolveError, RuntimeConfigSource,
+};
+
+fn parse(text: &str) -> Result<Preset, PresetError> {
+    Preset::parse(Path::new("p.toml"), text, Registry::global(), false).map(|(p, _)| p)
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+const M3: &str = r#"
+name = "m3"
+description = "test"
+[model]
+profile = "qwen3_30b_a3b_gptq_int4"
+[hardware]
+profile = "auto"
+compiled_features = "m3_fast_path_without_fa2"
+[workload]
+profile = "m3_qwen3_30b_a3b_int4"
+[env]
+FERRUM_PAGED_MAX_SEQS = 32
+FERRUM_PREFIX_CACHE = false
+"#;
+
+#[test]
+fn a_full_preset_parses_with_canonical_knob_values() {
+    let preset = parse(M3).unwrap();
+    assert_eq!(preset.name, "m3");
+    assert_eq!(preset.model.architecture, "qwen3_moe");
+    assert_eq!(preset.hardware_profile, "auto");
+    assert_eq!(preset.workload_profile, "m3_qwen3_30b_a3b_int4");
+    let env: Vec<(&str, &str, usize)> = preset
+        .env
+        .iter()
+        .map(|k| (k.name.as_str(), k.value.as_str(), k.line))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("FERRUM_PAGED_MAX_SEQS", "32", 12),
+            ("FERRUM_PREFIX_CACHE", "0", 13)
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_and_unknown_keys_name_file_and_line() {
+    assert_eq!(
+        err("name = \"x\"\nbogus = 1\n"),
+        "p.toml:2:1: unknown field `bogus`, expected one of `name`, `description`, `model`, `hardware`, `workload`, `env`, `engine`, `run`, `sweep`; remove or rename the key (see README \"Presets\")"
+    );
+    let message = err("name = \"x\"\n[model]\nprofil = \"unknown\"\n");
+    assert!(
+        message.starts_with("p.toml:3:1: unknown field `profil`"),
+        "{message}"
+    );
+    let message = err("name = \"x\"\n[extra]\n");
+    assert!(message.starts_with("p.toml:2:"), "{message}");
+    assert!(message.contains("unknown field `extra`"), "{message}");
+    let message = err("name = \"x\"\n[model\n");
+    assert!(message.starts_with("p.toml:2:"), "{message}");
+    let message = err("description = \"no name\"\n");
+    assert!(message.contains("missing field `name`"), "{message}");
+    let message = err("name = \"x\"\n[workload]\ntarget_concurrency = \"many\"\n");
+    assert!(message.starts_with("p.toml:3:"), "{message}");
+}
+
+#[test]
+fn unknown_profiles_list_the_choices() {
+    assert_eq!(
+        err("name = \"x\"\n[hardware]\nprofile = \"rtx5090\"\n"),
+        "p.toml:3: unknown hardware profile `rtx5090`: expected one of rtx4090, cpu, unknown, auto"
+    );
+    assert!(err("name = \"x\"\n[model]\nprofile = \"llama\"\n")
+        .contains("unknown model profile `llama`"));
+    assert!(
+        err("name = \"x\"\n[workload]\nprofile = \"chat\"\n").contains("unknown workload profile")
+    );
+    assert!(
+        err("name = \"x\"\n[hardware]\ncompiled_features = \"fast\"\n")
+            .contains("unknown compiled_features set `fast`")
+    );
+    assert!(
+        err("name = \"x\"\n[hardware]\ncompiled_features = { cuda = true, turbo = true }\n")
+            .contains("unknown field `turbo`")
+    );
+}
+
+#[test]
+fn knob_errors_name_the_line_and_the_fix() {
+    assert_eq!(
+        err("name = \"x\"\n[env]\nFERRUM_PAGED_MAX_SEQ = 8\n"),
+        "p.toml:3: unknown knob `FERRUM_PAGED_MAX_SEQ` (did you mean `FERRUM_PAGED_MAX_SEQS`?); run `ferrum-bench knobs` for the list, or pass --allow-unknown-knobs"
+    );
+    let message = err("name = \"x\"\n[env]\nFERRUM_MOE_BATCH_THRESHOLD = 0\n");
+    assert!(message.starts_with("p.toml:3: invalid value `0` for `FERRUM_MOE_BATCH_THRESHOLD`: expected a positive decimal integer"), "{message}");
+    assert!(
+        err("name = \"x\"\n[env]\nFERRUM_PREFIX_CACHE = \"maybe\"\n").contains("expected 0 or 1")
+    );
+    assert!(err("name = \"x\"\n[env]\nFERRUM_PAGED_MAX_SEQS = [1]\n").contains("has a array value"));
+    let (preset, warnings) = Preset::parse(
+        Path::new("p.toml"),
+        "name = \"x\"\n[env]\nFERRUM_NOT_A_KNOB = 1\n",
+        Registry::global(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(preset.env[0].value, "1");
+    assert_eq!(warnings.len(), 1);
+}
+
+#[test]
+fn byte_sizes_accept_integers_and_units() {
+    assert_eq!(parse_byte_size("24GiB"), Some(24 << 30));
+    assert_eq!(parse_byte_size("1.5 GiB"), Some(3 << 29));
+    assert_eq!(parse_byte_size("512MiB"), Some(512 << 20));
+    assert_eq!(parse_byte_size("40GB"), Some(40_000_000_000));
+    assert_eq!(parse_byte_size("1024"), Some(1024));
+    assert_eq!(parse_byte_size("24 gigs"), None);
+    assert_eq!(parse_byte_size("-1GiB"), None);
+    let preset = parse("name = \"x\"\n[hardware]\nprofile = \"rtx4090\"\nvram_bytes = \"16GiB\"\n[model]\nestimated_weight_bytes = 1000\n").unwrap();
+    assert_eq!(preset.model.estimated_weight_bytes, Some(1000));
+    assert!(err("name = \"x\"\n[hardware]\nvram_bytes = \"lots\"\n")
+        .starts_with("p.toml:3: invalid byte size for `vram_bytes`"));
+}
+
+#[test]
+fn fields_override_profiles_and_unknown_profile_fields_stay_absent() {
+    let preset = parse(
+        "name = \"x\"\n[model]\nprofile = \"qwen3_30b_a3b_gptq_int4\"\nnum_hidden_layers = 24\n[model.moe]\nexperts_per_token = 4\n",
+    )
+    .unwrap();
+    assert_eq!(preset.model.num_hidden_layers, Some(24));
+    let moe = preset.model.moe.unwrap();
+    assert_eq!((moe.num_experts, moe.experts_per_token), (128, 4));
+    let unknown = parse("name = \"x\"\n[model]\nprofile = \"unknown\"\n").unwrap();
+    assert_eq!(unknown.model.head_dim, None);
+    assert!(err("name = \"x\"\n[model.moe]\nnum_experts = 8\n")
+        .contains("needs num_experts and experts_per_token"));
+}
+
+#[test]
+fn later_tables_are_kept_for_later_stages() {
+    let preset = parse("name = \"x\"\n[engine]\nkind = \"reference\"\n[run]\nseed = 1\n[sweep]\nconcurrency = [1]\n").unwrap();
+    assert_eq!(preset.engine.unwrap()["kind"].as_str(), Some("reference"));
+    assert!(preset.run.is_some() && preset.sweep.is_some());
+    assert!(err("name = \"x\"\nengine = 3\n").contains("invalid type"));
+}
+
+fn resolve(
+    overrides: &Overrides,
+    environment: &[(&str, &str)],
+) -> Result<crate::config::Resolution, ResolveError> {
+    let environment: Vec<(String, String)> = environment
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    resolve_with_environment(&parse(M3).unwrap(), overrides, &environment)
+}
+
+fn seqs(resolution: &crate::config::Resolution) -> (String, AutoConfigSource, RuntimeConfigSource) {
+    let d = resolution
+        .resolved
+        .decisions
+        .iter()
+        .find(|d| d.selection == "max_sequences")
+        .unwrap();
+    let entry = resolution
+        .resolved
+        .runtime_config
+        .get("FERRUM_PAGED_MAX_SEQS")
+        .unwrap();
+    (d.selected.clone(), d.source, entry.source)
+}
+
+#[test]
+fn precedence_is_script_case_over_cli_over_env_over_config_file() {
+    let plain = resolve(&Overrides::default(), &[]).unwrap();
+    assert_eq!(
+        seqs(&plain),
+        (
+            "32".into(),
+            AutoConfigSource::ConfigFile,
+            RuntimeConfigSource::ConfigFile
+        )
+    );
+    let env_only = resolve(&Overrides::default(), &[("FERRUM_PAGED_MAX_SEQS", "24")]).unwrap();
+    assert_eq!(
+        seqs(&env_only),
+        ("24".into(), AutoConfigSource::Env, RuntimeConfigSource::Env)
+    );
+    assert!(env_only.warnings[0].contains("FERRUM_PAGED_MAX_SEQS"));
+    let cli = Overrides {
+        cli: vec![("FERRUM_PAGED_MAX_SEQS".into(), "16".into())],
+        ..Overrides::default()
+    };
+    let with_cli = resolve(&cli, &[("FERRUM_PAGED_MAX_SEQS", "24")]).unwrap();
+    assert_eq!(
+        seqs(&with_cli),
+        ("16".into(), AutoConfigSource::Cli, RuntimeConfigSource::Cli)
+    );
+    let cell = Overrides {
+        script_case: vec![("FERRUM_PAGED_MAX_SEQS".into(), "8".into())],
+        ..cli
+    };
+    let with_cell = resolve(&cell, &[("FERRUM_PAGED_MAX_SEQS", "24")]).unwrap();
+    assert_eq!(
+        seqs(&with_cell),
+        (
+            "8".into(),
+            AutoConfigSource::ScriptCase,
+            RuntimeConfigSource::ScriptCase
+        )
+    );
+}
+
+#[test]
+fn hardware_flag_replaces_the_profile() {
+    let on_cpu = resolve(&Overrides::default(), &[]).unwrap();
+    assert_eq!(on_cpu.resolved.hardware_capabilities.backend, "cpu");
+    let on_gpu = resolve(
+        &Overrides {
+            hardware: Some("rtx4090".into()),
+            ..Overrides::default()
+        },
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        on_gpu.resolved.selected("attention_decode_backend"),
+        Some("vllm_paged_attn_v1_short")
+    );
+    let bad = resolve(
+        &Overrides {
+            hardware: Some("tpu".into()),
+            ..Overrides::default()
+        },
+        &[],
+    )
+    .unwrap_err();
+    assert!(bad
+        .to_string()
+        .starts_with("unknown hardware profile `tpu` for --hardware"));
+}
+
+#[test]
+fn resolver_errors_keep_ferrums_text_and_say_where_the_value_came_from() {
+    let cli = Overrides {
+        cli: vec![("FERRUM_KV_MAX_BLOCKS".into(), "0".into())],
+        ..Overrides::default()
+    };
+    let error = resolve(&cli, &[]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "FERRUM_KV_MAX_BLOCKS: invalid override: must be greater than zero"
+    );
+    assert_eq!(
+        error.note(),
+        Some("note: FERRUM_KV_MAX_BLOCKS=0 came from --set")
+    );
+    let error = resolve(
+        &Overrides {
+            cli: vec![("FERRUM_MAX_BATCHED_TOKENS".into(), "8".into())],
+            ..Overrides::default()
+        },
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.note(),
+        Some("note: FERRUM_MAX_BATCHED_TOKENS=8 came from --set")
+    );
+    let error = resolve(&Overrides::default(), &[("FERRUM_VLLM_MOE", "1")]).unwrap_err();
+    assert!(error.note().unwrap().contains("came from the environment"));
+    let knob = resolve(
+        &Overrides {
+            cli: vec![("FERRUM_MOE_BATCH_THRESHOLD".into(), "abc".into())],
+            ..Overrides::default()
+        },
+        &[],
+    )
+    .unwrap_err();
+    assert!(knob.to_string().ends_with("(from --set)"), "{knob}");
+}
+
+#[test]
+fn unknown_knobs_from_any_source_are_errors_unless_allowed() {
+    let cli = Overrides {
+        cli: vec![("FERRUM_MOE_BATCH_TRESHOLD".into(), "4".into())],
+        ..Overrides::default()
+    };
+    let error = resolve(&cli, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("did you mean `FERRUM_MOE_BATCH_THRESHOLD`?"),
+        "{error}"
+    );
+    let allowed = resolve(
+        &Overrides {
+            allow_unknown_knobs: true,
+            ..cli
+        },
+        &[],
+    )
+    .unwrap();
+    assert!(allowed
+        .warnings
+        .iter()
+        .any(|w| w.contains("FERRUM_MOE_BATCH_TRESHOLD")));
+    assert!(allowed
+        .resolved
+        .runtime_config
+        .get("FERRUM_MOE_BATCH_TRESHOLD")
+        .is_some());
+}
