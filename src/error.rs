@@ -4,7 +4,9 @@
 //! wraps them so the CLI can map any failure to the documented exit code:
 //! 0 ok, 1 negative verdict (e.g. a regression), 2 usage/config error, 3 engine failure.
 
+use crate::config::ResolveError;
 use crate::engine::EngineError;
+use crate::preset::PresetError;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -21,6 +23,12 @@ pub enum Error {
     /// Usage error with a one-line message that names the offending input and the fix.
     #[error("{0}")]
     Usage(String),
+    /// A preset could not be loaded.
+    #[error(transparent)]
+    Preset(#[from] PresetError),
+    /// The configuration could not be resolved.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     /// Engine failure or engine configuration error.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -41,9 +49,17 @@ impl Error {
     /// The exit code this error maps to.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Io { .. } => EXIT_USAGE,
+            Error::Usage(_) | Error::Io { .. } | Error::Preset(_) | Error::Resolve(_) => EXIT_USAGE,
             Error::Engine(EngineError::Config(_)) => EXIT_USAGE,
             Error::Engine(EngineError::Fault(_)) => EXIT_ENGINE,
+        }
+    }
+
+    /// An optional second line for the user (e.g. where an offending value came from).
+    pub fn note(&self) -> Option<&str> {
+        match self {
+            Error::Resolve(err) => err.note(),
+            _ => None,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Command line: clap derive types and dispatch. Only this module touches clap; every
 //! subcommand's options live in their own file and call into the library.
 
+mod knobs;
+mod resolve;
+
 use clap::{Parser, Subcommand};
 
-use crate::error::{Error, EXIT_OK};
+use crate::error::Error;
 
 /// `ferrum-bench`: benchmark and autotune the Ferrum LLM inference engine.
 #[derive(Debug, Parser)]
@@ -16,22 +19,69 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Resolve a preset into Ferrum's effective configuration and decision trace.
+    Resolve(resolve::Args),
+    /// List every registered FERRUM_* knob.
+    Knobs(knobs::Args),
+}
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
 pub fn main_entry() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = err.print();
+            return if err.use_stderr() {
+                crate::error::EXIT_USAGE
+            } else {
+                crate::error::EXIT_OK
+            };
+        }
+    };
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
+            if let Some(note) = err.note() {
+                eprintln!("{note}");
+            }
             err.exit_code()
         }
     }
 }
 
 fn dispatch(command: Command) -> Result<i32, Error> {
-    match command {}
-    #[allow(unreachable_code)]
-    Ok(EXIT_OK)
+    match command {
+        Command::Resolve(args) => resolve::run(args),
+        Command::Knobs(args) => knobs::run(args),
+    }
+}
+
+/// Parse `KEY=VALUE` for `--set`.
+pub(crate) fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    let (key, value) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{raw}`"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("expected KEY=VALUE, got `{raw}`"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Write to stdout; a closed pipe (e.g. `| head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(source) => Err(Error::Io {
+            action: "write",
+            path: "<stdout>".into(),
+            source,
+        }),
+    }
 }

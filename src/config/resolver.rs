@@ -596,7 +596,7 @@ impl FerrumConfigBuilder {
         let supported = |key: &str, list: &[String]| {
             self.entry(key).is_none_or(|entry| {
                 let dtype = entry.effective_value.to_ascii_lowercase();
-                list.iter().any(|d| *d == dtype)
+                list.contains(&dtype)
             })
         };
         first_invalid(&[

@@ -1,0 +1,23 @@
+//! Integration tests: drive the real `ferrum-bench` binary. One test binary, one module per
+//! command.
+
+mod knobs;
+mod resolve;
+
+use assert_cmd::Command;
+
+/// The binary under test, with a clean `FERRUM_*` environment so results are hermetic.
+pub fn bin() -> Command {
+    let mut cmd = Command::cargo_bin("ferrum-bench").expect("binary built");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FERRUM_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Path of a file in the repository.
+pub fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
