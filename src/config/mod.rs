@@ -266,3 +266,6 @@ fn origin_note(
 
 #[cfg(test)]
 mod resolver_tests;
+
+#[cfg(test)]
+mod ferrum_fixture_tests;
