@@ -17,3 +17,5 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod preset;
+pub mod stats;
+pub mod workload;
