@@ -81,7 +81,10 @@ pub fn aggregate(values: &[f64]) -> Option<Aggregate> {
     let ci95 = match (std, n >= MIN_REPEATS_FOR_CI) {
         (Some(s), true) => {
             let t = student_t_975(n - 1)?;
-            Ci95::Interval { half_width: t * s / (n as f64).sqrt(), t_critical: t }
+            Ci95::Interval {
+                half_width: t * s / (n as f64).sqrt(),
+                t_critical: t,
+            }
         }
         _ => Ci95::TooFewRepeats { repeats: n },
     };
@@ -157,7 +160,10 @@ mod tests {
     fn fewer_than_three_repeats_have_no_ci() {
         let a = aggregate(&[10.0, 12.0]).unwrap();
         assert_eq!(a.ci95, Ci95::TooFewRepeats { repeats: 2 });
-        assert_eq!(a.std.map(|s| (s * 1e9).round()), Some((2f64.sqrt() * 1e9).round()));
+        assert_eq!(
+            a.std.map(|s| (s * 1e9).round()),
+            Some((2f64.sqrt() * 1e9).round())
+        );
         let one = aggregate(&[5.0]).unwrap();
         assert_eq!(one.std, None);
         assert_eq!(one.cv, None);
@@ -172,7 +178,10 @@ mod tests {
         let a = aggregate(&[100.0, 101.0, 99.0, 100.5, 160.0]).unwrap();
         assert_eq!(a.outliers, vec![4]);
         // MAD = 0 fallback: one slightly different repeat among identical ones is not an outlier.
-        assert!(aggregate(&[100.0, 100.0, 101.0]).unwrap().outliers.is_empty());
+        assert!(aggregate(&[100.0, 100.0, 101.0])
+            .unwrap()
+            .outliers
+            .is_empty());
         // ... but a far one among many identical repeats is: MeanAD = 1000/7, score ≈ 5.6.
         let b = aggregate(&[100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 1100.0]).unwrap();
         assert_eq!(b.outliers, vec![6]);

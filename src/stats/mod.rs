@@ -43,7 +43,13 @@ impl Slo {
     /// in which case the TPOT limit cannot be violated (DistServe / vLLM / Ferrum all skip it).
     /// A failed request is never good; a successful request without a first token (zero output)
     /// fails any TTFT limit.
-    pub fn is_good(&self, ok: bool, ttft_ms: Option<f64>, tpot_ms: Option<f64>, e2e_ms: f64) -> bool {
+    pub fn is_good(
+        &self,
+        ok: bool,
+        ttft_ms: Option<f64>,
+        tpot_ms: Option<f64>,
+        e2e_ms: f64,
+    ) -> bool {
         if !ok {
             return false;
         }
@@ -86,9 +92,16 @@ mod tests {
 
     #[test]
     fn goodput_predicate_checks_every_given_limit() {
-        let slo = Slo { ttft_ms: Some(100.0), tpot_ms: Some(10.0), e2e_ms: Some(1000.0) };
+        let slo = Slo {
+            ttft_ms: Some(100.0),
+            tpot_ms: Some(10.0),
+            e2e_ms: Some(1000.0),
+        };
         assert!(slo.is_good(true, Some(100.0), Some(10.0), 1000.0));
-        assert!(!slo.is_good(false, Some(1.0), Some(1.0), 1.0), "failed requests are never good");
+        assert!(
+            !slo.is_good(false, Some(1.0), Some(1.0), 1.0),
+            "failed requests are never good"
+        );
         assert!(!slo.is_good(true, Some(100.1), Some(10.0), 500.0));
         assert!(!slo.is_good(true, Some(50.0), Some(10.5), 500.0));
         assert!(!slo.is_good(true, Some(50.0), Some(5.0), 1000.5));

@@ -81,13 +81,23 @@ mod tests {
     fn percentiles_match_numpy_linear() {
         // numpy.percentile([1,2,3,4], [0,25,50,90,99,100]) = [1, 1.75, 2.5, 3.7, 3.97, 4]
         let xs = [4.0, 1.0, 3.0, 2.0];
-        let expect = [(0.0, 1.0), (25.0, 1.75), (50.0, 2.5), (90.0, 3.7), (99.0, 3.97), (100.0, 4.0)];
+        let expect = [
+            (0.0, 1.0),
+            (25.0, 1.75),
+            (50.0, 2.5),
+            (90.0, 3.7),
+            (99.0, 3.97),
+            (100.0, 4.0),
+        ];
         for (q, want) in expect {
             let got = percentile(&xs, q).unwrap();
             assert!((got - want).abs() < 1e-12, "p{q}: got {got}, want {want}");
         }
         // numpy.percentile([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 1000], 95) = 550.0
-        let ys: Vec<f64> = (1..=10).map(|i| f64::from(i) * 10.0).chain([1000.0]).collect();
+        let ys: Vec<f64> = (1..=10)
+            .map(|i| f64::from(i) * 10.0)
+            .chain([1000.0])
+            .collect();
         assert!((percentile(&ys, 95.0).unwrap() - 550.0).abs() < 1e-9);
         assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
         assert_eq!(percentile(&[], 50.0), None);

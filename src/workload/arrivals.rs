@@ -88,6 +88,9 @@ mod tests {
         let a = arrival_offsets(ArrivalProcess::Poisson, 2.0, 50, 77);
         assert_eq!(a, arrival_offsets(ArrivalProcess::Poisson, 2.0, 50, 77));
         assert_ne!(a, arrival_offsets(ArrivalProcess::Poisson, 2.0, 50, 78));
-        assert_eq!(ArrivalProcess::from_burstiness(1.0), ArrivalProcess::Poisson);
+        assert_eq!(
+            ArrivalProcess::from_burstiness(1.0),
+            ArrivalProcess::Poisson
+        );
     }
 }

@@ -29,7 +29,9 @@ use crate::engine::EngineRequest;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WorkloadError {
     /// The `random-<in>/<out>` name does not parse.
-    #[error("invalid workload `{0}`: expected `random-<input_len>/<output_len>`, e.g. `random-256/128`")]
+    #[error(
+        "invalid workload `{0}`: expected `random-<input_len>/<output_len>`, e.g. `random-256/128`"
+    )]
     BadName(String),
     /// A numeric setting is out of range.
     #[error("invalid workload setting `{key}` = {value}: {expected}")]
@@ -57,14 +59,19 @@ impl TokenSpace {
     /// A vocabulary whose ids below `first_non_special` are special (Ferrum's bench-serve skips
     /// the first 256 ids the same way).
     pub fn with_special_prefix(vocab_size: u32, first_non_special: u32) -> TokenSpace {
-        TokenSpace { vocab_size, special_ids: (0..first_non_special.min(vocab_size)).collect() }
+        TokenSpace {
+            vocab_size,
+            special_ids: (0..first_non_special.min(vocab_size)).collect(),
+        }
     }
 
     /// The allowed ids, ascending.
     fn allowed(&self) -> Vec<u32> {
         let mut special = self.special_ids.clone();
         special.sort_unstable();
-        (0..self.vocab_size).filter(|id| special.binary_search(id).is_err()).collect()
+        (0..self.vocab_size)
+            .filter(|id| special.binary_search(id).is_err())
+            .collect()
     }
 }
 
@@ -107,7 +114,13 @@ impl WorkloadSpec {
 
     /// Check ranges: lengths ≥ 1, `0 ≤ r < 1`, at least one measured request.
     pub fn validate(&self) -> Result<(), WorkloadError> {
-        let range = |key, value: String, expected| Err(WorkloadError::OutOfRange { key, value, expected });
+        let range = |key, value: String, expected| {
+            Err(WorkloadError::OutOfRange {
+                key,
+                value,
+                expected,
+            })
+        };
         if self.input_len == 0 {
             return range("input_len", "0".into(), "expected at least 1");
         }
@@ -115,7 +128,11 @@ impl WorkloadSpec {
             return range("output_len", "0".into(), "expected at least 1");
         }
         if !(0.0..1.0).contains(&self.range_ratio) {
-            return range("range_ratio", self.range_ratio.to_string(), "expected 0 <= r < 1");
+            return range(
+                "range_ratio",
+                self.range_ratio.to_string(),
+                "expected 0 <= r < 1",
+            );
         }
         if self.requests == 0 {
             return range("requests", "0".into(), "expected at least 1");
@@ -168,8 +185,10 @@ pub fn generate(
     }
     let seed = rng::repeat_seed(base_seed, repeat);
     let mut rng = rng::chacha(seed, rng::STREAM_PROMPTS);
-    let mut draw_ids = |rng: &mut rand_chacha::ChaCha20Rng, n: usize| -> Vec<u32> {
-        (0..n).map(|_| allowed[rng::below(rng, allowed.len() as u64) as usize]).collect()
+    let draw_ids = |rng: &mut rand_chacha::ChaCha20Rng, n: usize| -> Vec<u32> {
+        (0..n)
+            .map(|_| allowed[rng::below(rng, allowed.len() as u64) as usize])
+            .collect()
     };
     let prefix = draw_ids(&mut rng, spec.prefix_len);
     let (in_lo, in_hi) = bounds(spec.input_len, spec.range_ratio);
@@ -188,13 +207,22 @@ pub fn generate(
     let to_requests = |v: Vec<(Vec<u32>, usize)>| -> Vec<EngineRequest> {
         v.into_iter()
             .enumerate()
-            .map(|(i, (prompt, output_tokens))| EngineRequest { id: i as u64, prompt, output_tokens })
+            .map(|(i, (prompt, output_tokens))| EngineRequest {
+                id: i as u64,
+                prompt,
+                output_tokens,
+            })
             .collect()
     };
     let warmup = to_requests(all);
     let measured = to_requests(measured_part);
     let hash = workload_hash(&warmup, &measured);
-    Ok(Workload { seed, warmup, measured, hash })
+    Ok(Workload {
+        seed,
+        warmup,
+        measured,
+        hash,
+    })
 }
 
 /// `"sha256:…"` over warmup then measured requests (layout in the module doc).
@@ -229,10 +257,12 @@ pub fn combined_hash(repeat_hashes: &[String]) -> String {
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -272,32 +302,55 @@ mod tests {
         assert_eq!(bounds(256, 0.0), (256, 256));
         assert_eq!(bounds(10, 0.25), (7, 13)); // ⌊7.5⌋, ⌈12.5⌉
         assert_eq!(bounds(1, 0.9), (1, 2));
-        let s = WorkloadSpec { range_ratio: 0.5, requests: 400, ..spec() };
+        let s = WorkloadSpec {
+            range_ratio: 0.5,
+            requests: 400,
+            ..spec()
+        };
         let w = generate(&s, &vocab(), 5, 0).unwrap();
         let lens: Vec<usize> = w.measured.iter().map(|r| r.prompt.len()).collect();
         assert!(lens.iter().all(|&l| (128..=384).contains(&l)));
         assert!(lens.iter().any(|&l| l < 180) && lens.iter().any(|&l| l > 330));
-        assert!(w.measured.iter().all(|r| (64..=192).contains(&r.output_tokens)));
+        assert!(w
+            .measured
+            .iter()
+            .all(|r| (64..=192).contains(&r.output_tokens)));
     }
 
     #[test]
     fn special_ids_are_never_drawn() {
-        let tokens = TokenSpace { vocab_size: 10, special_ids: vec![0, 3, 9] };
-        let s = WorkloadSpec { input_len: 500, ..spec() };
+        let tokens = TokenSpace {
+            vocab_size: 10,
+            special_ids: vec![0, 3, 9],
+        };
+        let s = WorkloadSpec {
+            input_len: 500,
+            ..spec()
+        };
         let w = generate(&s, &tokens, 2, 1).unwrap();
         let mut seen = std::collections::BTreeSet::new();
         for r in &w.measured {
             seen.extend(r.prompt.iter().copied());
         }
-        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            vec![1, 2, 4, 5, 6, 7, 8]
+        );
     }
 
     #[test]
     fn shared_prefix_is_shared_and_added_on_top() {
-        let s = WorkloadSpec { prefix_len: 16, input_len: 8, ..spec() };
+        let s = WorkloadSpec {
+            prefix_len: 16,
+            input_len: 8,
+            ..spec()
+        };
         let w = generate(&s, &vocab(), 3, 0).unwrap();
         let p = &w.warmup[0].prompt[..16];
-        assert!(w.measured.iter().all(|r| r.prompt.len() == 24 && &r.prompt[..16] == p));
+        assert!(w
+            .measured
+            .iter()
+            .all(|r| r.prompt.len() == 24 && &r.prompt[..16] == p));
         assert_ne!(w.measured[0].prompt[16..], w.measured[1].prompt[16..]);
         assert_eq!(s.max_prompt_len(), 24);
     }
@@ -353,7 +406,13 @@ mod tests {
         assert!(WorkloadSpec::parse_name("sharegpt").is_err());
         assert!(WorkloadSpec::parse_name("random-0/5").is_err());
         assert_eq!(spec().name(), "random-256/128");
-        let bad = WorkloadSpec { range_ratio: 1.0, ..spec() };
-        assert!(generate(&bad, &vocab(), 1, 0).unwrap_err().to_string().contains("range_ratio"));
+        let bad = WorkloadSpec {
+            range_ratio: 1.0,
+            ..spec()
+        };
+        assert!(generate(&bad, &vocab(), 1, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("range_ratio"));
     }
 }

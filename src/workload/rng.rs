@@ -150,8 +150,14 @@ mod tests {
             let xs: Vec<f64> = (0..40_000).map(|_| gamma(&mut rng, shape)).collect();
             let m = xs.iter().sum::<f64>() / xs.len() as f64;
             let v = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64;
-            assert!((m - shape).abs() < 0.05 * shape.max(1.0), "shape {shape}: mean {m}");
-            assert!((v - shape).abs() < 0.1 * shape.max(1.0), "shape {shape}: var {v}");
+            assert!(
+                (m - shape).abs() < 0.05 * shape.max(1.0),
+                "shape {shape}: mean {m}"
+            );
+            assert!(
+                (v - shape).abs() < 0.1 * shape.max(1.0),
+                "shape {shape}: var {v}"
+            );
         }
     }
 }
