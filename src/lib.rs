@@ -19,4 +19,5 @@ pub mod error;
 pub mod measure;
 pub mod preset;
 pub mod stats;
+pub mod sweep;
 pub mod workload;
