@@ -18,6 +18,8 @@ pub mod engine;
 pub mod error;
 pub mod measure;
 pub mod preset;
+pub mod report;
+pub mod results;
 pub mod stats;
 pub mod sweep;
 pub mod workload;

@@ -4,6 +4,8 @@
 //! [`MeasureEvent`]s.
 
 mod aggregate;
+#[cfg(test)]
+pub(crate) mod fake;
 mod record;
 mod run;
 

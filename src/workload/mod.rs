@@ -254,6 +254,20 @@ pub fn combined_hash(repeat_hashes: &[String]) -> String {
     format!("sha256:{}", hex(&h.finalize()))
 }
 
+/// The combined workload hash of `repeats` repeats (what every cell of a run shares and what
+/// `merge` compares), computed without running anything.
+pub fn cell_workload_hash(
+    spec: &WorkloadSpec,
+    tokens: &TokenSpace,
+    base_seed: u64,
+    repeats: u32,
+) -> Result<String, WorkloadError> {
+    let hashes = (0..repeats)
+        .map(|r| generate(spec, tokens, base_seed, r).map(|w| w.hash))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(combined_hash(&hashes))
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
