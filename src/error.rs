@@ -5,6 +5,9 @@
 //! 0 ok, 1 negative verdict (e.g. a regression), 2 usage/config error, 3 engine failure.
 
 use crate::engine::EngineError;
+use crate::results::ResultsError;
+use crate::sweep::SweepError;
+use crate::workload::WorkloadError;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -24,6 +27,15 @@ pub enum Error {
     /// Engine failure or engine configuration error.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Bad run settings, sweep definition, shard or time budget.
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
+    /// Bad workload definition.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// Unreadable, corrupt or unmergeable result directories.
+    #[error(transparent)]
+    Results(#[from] ResultsError),
     /// I/O failure on a named path.
     #[error("cannot {action} `{path}`: {source}")]
     Io {
@@ -42,6 +54,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Io { .. } => EXIT_USAGE,
+            Error::Sweep(_) | Error::Workload(_) | Error::Results(_) => EXIT_USAGE,
             Error::Engine(EngineError::Config(_)) => EXIT_USAGE,
             Error::Engine(EngineError::Fault(_)) => EXIT_ENGINE,
         }

@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{Error, EXIT_OK};
+use crate::error::Error;
+
+pub mod merge;
 
 /// `ferrum-bench`: benchmark and autotune the Ferrum LLM inference engine.
 #[derive(Debug, Parser)]
@@ -16,7 +18,10 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Join the result directories of several shards or partial runs into one.
+    Merge(merge::Args),
+}
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
 pub fn main_entry() -> i32 {
@@ -31,7 +36,7 @@ pub fn main_entry() -> i32 {
 }
 
 fn dispatch(command: Command) -> Result<i32, Error> {
-    match command {}
-    #[allow(unreachable_code)]
-    Ok(EXIT_OK)
+    match command {
+        Command::Merge(args) => merge::run(args),
+    }
 }
