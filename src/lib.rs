@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod execute;
 pub mod measure;
 pub mod preset;
 pub mod report;
