@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::engine::{
     Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, LoadSpec, RequestStatus,
-    RequestTrace, RunOptions, RunOutput,
+    RequestTrace, RunOptions, RunOutput, StepRecord,
 };
 
 /// A scripted engine: request i's tokens come every `tick_ns`, starting `tick_ns` after its
@@ -44,7 +44,7 @@ impl Engine for FakeEngine {
         &mut self,
         requests: &[EngineRequest],
         load: &LoadSpec,
-        _options: &RunOptions,
+        options: &RunOptions,
         progress: &mut dyn FnMut(&EngineEvent),
     ) -> Result<RunOutput, EngineError> {
         let call = self.calls.len();
@@ -111,7 +111,27 @@ impl Engine for FakeEngine {
             requests: traces,
             duration_ns,
             counters: BTreeMap::from([("steps".to_string(), requests.len() as f64)]),
-            steps: vec![],
+            // One scripted step per request when steps are asked for.
+            steps: if options.record_steps {
+                (0..requests.len() as u64)
+                    .map(|i| StepRecord {
+                        step: i,
+                        start_ns: i * self.tick_ns,
+                        duration_ns: self.tick_ns,
+                        prefill_tokens: 0,
+                        decode_tokens: 1,
+                        sequences: 1,
+                        moe_path: "none".into(),
+                        distinct_experts: 0.0,
+                        kv_blocks_in_use: 1,
+                        waiting: 0,
+                        admitted: 0,
+                        finished: 1,
+                    })
+                    .collect()
+            } else {
+                vec![]
+            },
         })
     }
 }

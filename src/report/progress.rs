@@ -120,6 +120,19 @@ impl SweepProgress {
     }
 }
 
+/// The plain per-cell log line, e.g. `[3/18] c32__PAGED_MAX_SEQS=8: completed 1234.5 output tok/s`.
+pub fn cell_line(
+    done: usize,
+    total: usize,
+    name: &str,
+    status: CellStatus,
+    detail: &str,
+) -> String {
+    format!("[{done}/{total}] {name}: {} {detail}", status_word(status))
+        .trim_end()
+        .to_string()
+}
+
 fn status_word(s: CellStatus) -> &'static str {
     match s {
         CellStatus::Pending => "pending",
@@ -127,5 +140,34 @@ fn status_word(s: CellStatus) -> &'static str {
         CellStatus::Skipped => "skipped",
         CellStatus::Failed => "failed",
         CellStatus::Interrupted => "interrupted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_name_the_cell_status_and_detail() {
+        assert_eq!(
+            cell_line(
+                3,
+                18,
+                "c32__PAGED_MAX_SEQS=8",
+                CellStatus::Failed,
+                "engine panicked: boom"
+            ),
+            "[3/18] c32__PAGED_MAX_SEQS=8: failed engine panicked: boom"
+        );
+        assert_eq!(
+            cell_line(1, 1, "c1", CellStatus::Completed, ""),
+            "[1/1] c1: completed"
+        );
+        // Quiet progress never draws bars; feeding it events is harmless.
+        let mut p = SweepProgress::new(2, true);
+        assert!(p.bars.is_none());
+        p.cell_started("c1", 1, 4);
+        p.on_event(&MeasureEvent::Engine(EngineEvent::Tokens { count: 3 }));
+        p.finish();
     }
 }

@@ -350,3 +350,44 @@ pub fn dry_run_listing(
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_lists_cells_skips_and_estimate() {
+        let cell = |i: usize, name: &str| Cell {
+            index: i,
+            name: name.to_string(),
+            key: format!("sha256:{:012x}{}", 0xabc + i, "0".repeat(52)),
+            knobs: BTreeMap::new(),
+            load: LoadPoint::Closed { concurrency: 32 },
+        };
+        let a = cell(0, "c32__PAGED_MAX_SEQS=8");
+        let b = cell(1, "c32__PAGED_MAX_SEQS=64");
+        let text = dry_run_listing(
+            &[&a],
+            &[(&b, "max_batched_tokens 32 < max_sequences 64".into())],
+            Duration::from_secs(125),
+        );
+        assert!(text.starts_with("1 cell(s) to run:"));
+        assert!(text.contains("c32__PAGED_MAX_SEQS=8") && text.contains("000000000abc"));
+        assert!(
+            text.contains("1 cell(s) skipped by the resolver:")
+                && text.contains("max_batched_tokens 32 < max_sequences 64")
+        );
+        assert!(
+            text.ends_with("estimated duration: 2m05s (rough: assumes the default engine speed)\n")
+        );
+    }
+
+    #[test]
+    fn aggregates_format_with_or_without_ci() {
+        let with = crate::stats::aggregate(&[10.0, 12.0, 14.0]).unwrap();
+        assert_eq!(fmt_agg(Some(&with), 1), "12.0 ± 5.0");
+        let without = crate::stats::aggregate(&[10.0, 12.0]).unwrap();
+        assert_eq!(fmt_agg(Some(&without), 1), "11.0 (no CI, n=2)");
+        assert_eq!(fmt_agg(None, 1), "–");
+    }
+}

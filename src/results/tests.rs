@@ -336,3 +336,62 @@ fn merge_joins_shards_and_rejects_mismatches() {
         .to_string();
     assert!(err.contains("complete in both"), "{err}");
 }
+
+#[test]
+fn steps_jsonl_is_written_only_when_steps_were_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = settings();
+    run.record_steps = true;
+    run.repeats = 2;
+    let p = the_plan(&run);
+    let rd = RunDir::create(dir.path(), "r").unwrap();
+    let c = &p.cells[0];
+    let m = run_repeats(
+        &mut FakeEngine::new(1_000),
+        &run.cell_spec(tokens(), c.load),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let stats = StatsFile::new(&p, c, &run, &m);
+    rd.write_cell(
+        &c.name,
+        CellFiles {
+            effective_config_json: "{}\n",
+            decision_trace_jsonl: "",
+            result: Some((&stats, &m)),
+        },
+    )
+    .unwrap();
+    let steps = std::fs::read_to_string(rd.cell_dir(&c.name).join("steps.jsonl")).unwrap();
+    assert_eq!(steps.lines().count(), 2 * 6);
+    let last: serde_json::Value = serde_json::from_str(steps.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (
+            last["repeat"].as_u64(),
+            last["step"].as_u64(),
+            last["moe_path"].as_str()
+        ),
+        (Some(1), Some(5), Some("none"))
+    );
+    let plain = dir.path().join("r").join(CELLS_DIR).join(&p.cells[1].name);
+    let run2 = settings();
+    let m2 = run_repeats(
+        &mut FakeEngine::new(1_000),
+        &run2.cell_spec(tokens(), c.load),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let stats2 = StatsFile::new(&p, &p.cells[1], &run2, &m2);
+    rd.write_cell(
+        &p.cells[1].name,
+        CellFiles {
+            effective_config_json: "{}\n",
+            decision_trace_jsonl: "",
+            result: Some((&stats2, &m2)),
+        },
+    )
+    .unwrap();
+    assert!(!plain.join("steps.jsonl").exists());
+}
