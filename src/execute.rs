@@ -78,6 +78,18 @@ pub struct SweepTarget<'a> {
     pub run: &'a RunSettings,
 }
 
+impl ExecuteSummary {
+    /// The process exit code for this outcome: 3 when any cell failed, else 0 (skipped cells are
+    /// a property of the sweep, not a failure). An interruption is reported by the caller.
+    pub fn exit_code(&self) -> i32 {
+        if self.failed > 0 {
+            crate::error::EXIT_ENGINE
+        } else {
+            crate::error::EXIT_OK
+        }
+    }
+}
+
 /// Run the manifest's pending (or previously failed/interrupted) cells of `plan` into `dir`.
 /// `manifest` must list the cells to run (see `Manifest::new`); its statuses are updated and it is
 /// rewritten after every cell, with `summary.csv`/`summary.md`.
@@ -204,10 +216,7 @@ pub fn execute(
 /// Rewrite the manifest and the summaries from what is on disk.
 pub fn checkpoint(dir: &RunDir, manifest: &Manifest) -> Result<(), ResultsError> {
     dir.write_manifest(manifest)?;
-    let mut stats = BTreeMap::new();
-    for (key, name) in dir.completed_cell_keys()? {
-        stats.insert(key, dir.read_stats(&name)?);
-    }
+    let stats = dir.completed_stats()?;
     let rows = report::summary_rows(manifest, &stats);
     let csv = report::summary_csv(&manifest.sweep.knob_names, &rows).map_err(|e| {
         ResultsError::Corrupt {

@@ -183,9 +183,36 @@ fn ctrl_c_then_resume_runs_every_cell_exactly_once() {
         "no half-written cell"
     );
 
-    // Resume: reopen the directory and its manifest, run again with a fresh flag.
+    // Resume: reopen the directory and its manifest, check it is the same experiment, run again.
     let rd2 = RunDir::open(&rd.root).unwrap();
     let mut m2 = rd2.read_manifest().unwrap();
+    let same_preset = PresetInfo::new("m3", Path::new("m3.toml"), "x");
+    m2.check_resumable(
+        &rd2.root,
+        &same_preset,
+        &run,
+        &m2.workload.workload_hash.clone(),
+    )
+    .unwrap();
+    let edited = PresetInfo::new("m3", Path::new("m3.toml"), "y");
+    let err = m2
+        .check_resumable(&rd2.root, &edited, &run, &m2.workload.workload_hash.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot resume: the preset file changed"),
+        "{err}"
+    );
+    let mut other_run = run.clone();
+    other_run.repeats = 5;
+    assert!(m2
+        .check_resumable(
+            &rd2.root,
+            &same_preset,
+            &other_run,
+            &m2.workload.workload_hash.clone()
+        )
+        .is_err());
     let mut b2 = Backend {
         skip: "none",
         fail: "none",
@@ -220,6 +247,7 @@ fn ctrl_c_then_resume_runs_every_cell_exactly_once() {
         vec!["c2__A=1", "c2__A=2", "c2__A=2", "c2__A=3", "c2__A=4"]
     );
     assert_eq!(rd2.completed_cell_keys().unwrap().len(), 4);
+    assert_eq!(s2.exit_code(), crate::error::EXIT_OK);
 }
 
 #[test]

@@ -281,6 +281,14 @@ impl RunDir {
         Ok(done)
     }
 
+    /// The `stats.json` of every complete cell, by cell key.
+    pub fn completed_stats(&self) -> Result<BTreeMap<String, StatsFile>, ResultsError> {
+        self.completed_cell_keys()?
+            .into_iter()
+            .map(|(key, name)| self.read_stats(&name).map(|s| (key, s)))
+            .collect()
+    }
+
     /// Write `summary.csv` and `summary.md` (rendered by `report`).
     pub fn write_summaries(&self, csv: &str, markdown: &str) -> Result<(), ResultsError> {
         write_atomic(&self.root.join(SUMMARY_CSV), csv.as_bytes())?;
@@ -376,6 +384,41 @@ impl Manifest {
             finished_at: None,
             cells: cells.iter().map(|c| CellEntry::pending(c)).collect(),
         }
+    }
+
+    /// Check that `--resume` continues the same experiment: same preset file, workload and run
+    /// settings as recorded in this manifest.
+    pub fn check_resumable(
+        &self,
+        dir: &Path,
+        preset: &PresetInfo,
+        run: &RunSettings,
+        workload_hash: &str,
+    ) -> Result<(), ResultsError> {
+        let mismatch = |what: &str, was: &str, now: &str| {
+            ResultsError::Mismatch {
+            path: dir.display().to_string(),
+            reason: format!("cannot resume: {what} changed (recorded `{was}`, now `{now}`); start a new run instead"),
+        }
+        };
+        if self.preset.hash != preset.hash {
+            return Err(mismatch("the preset file", &self.preset.hash, &preset.hash));
+        }
+        if self.workload.workload_hash != workload_hash {
+            return Err(mismatch(
+                "the workload",
+                &self.workload.workload_hash,
+                workload_hash,
+            ));
+        }
+        if &self.run != run {
+            return Err(mismatch(
+                "the run settings",
+                &format!("{:?}", self.run),
+                &format!("{run:?}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Set a cell's status and reason (by key); false when the key is unknown.
