@@ -7,6 +7,9 @@
 use crate::config::ResolveError;
 use crate::engine::EngineError;
 use crate::preset::PresetError;
+use crate::results::ResultsError;
+use crate::sweep::SweepError;
+use crate::workload::WorkloadError;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -32,6 +35,15 @@ pub enum Error {
     /// Engine failure or engine configuration error.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Bad run settings, sweep definition, shard or time budget.
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
+    /// Bad workload definition.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// Unreadable, corrupt or unmergeable result directories.
+    #[error(transparent)]
+    Results(#[from] ResultsError),
     /// I/O failure on a named path.
     #[error("cannot {action} `{path}`: {source}")]
     Io {
@@ -50,6 +62,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Io { .. } | Error::Preset(_) | Error::Resolve(_) => EXIT_USAGE,
+            Error::Sweep(_) | Error::Workload(_) | Error::Results(_) => EXIT_USAGE,
             Error::Engine(EngineError::Config(_)) => EXIT_USAGE,
             Error::Engine(EngineError::Fault(_)) => EXIT_ENGINE,
         }

@@ -2,6 +2,7 @@
 //! subcommand's options live in their own file and call into the library.
 
 mod knobs;
+pub mod merge;
 mod resolve;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ pub enum Command {
     Resolve(resolve::Args),
     /// List every registered FERRUM_* knob.
     Knobs(knobs::Args),
+    /// Join the result directories of several shards or partial runs into one.
+    Merge(merge::Args),
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
@@ -56,6 +59,7 @@ fn dispatch(command: Command) -> Result<i32, Error> {
     match command {
         Command::Resolve(args) => resolve::run(args),
         Command::Knobs(args) => knobs::run(args),
+        Command::Merge(args) => merge::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! command.
 
 mod knobs;
+mod merge;
 mod resolve;
 
 use assert_cmd::Command;

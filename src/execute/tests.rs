@@ -1,0 +1,278 @@
+//! The sweep loop with a scripted backend: skipped and failed cells, Ctrl-C then resume (no cell
+//! run twice, none lost), and the time budget.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+
+use super::*;
+use crate::measure::fake::FakeEngine;
+use crate::results::PresetInfo;
+use crate::sweep::{plan, RunOverrides, SweepTable};
+use crate::workload::cell_workload_hash;
+
+/// Skips cells whose name contains `skip`, makes the engine of cells containing `fail` error out,
+/// raises `stop` when the `stop_at`-th engine starts, and logs every started cell.
+struct Backend {
+    skip: &'static str,
+    fail: &'static str,
+    stop_at: Option<usize>,
+    stop: Option<Rc<AtomicBool>>,
+    started: Rc<RefCell<Vec<String>>>,
+}
+
+impl CellBackend for Backend {
+    fn resolve(&mut self, cell: &Cell) -> Result<ResolvedCell, String> {
+        if cell.name.contains(self.skip) {
+            return Err("invalid auto config: max_batched_tokens < max_sequences".into());
+        }
+        Ok(ResolvedCell {
+            effective_config_json: "{}\n".into(),
+            decision_trace_jsonl: String::new(),
+            tokens: TokenSpace::with_special_prefix(1000, 10),
+        })
+    }
+
+    fn start(&mut self, cell: &Cell, _: &ResolvedCell) -> Result<Box<dyn Engine>, EngineError> {
+        self.started.borrow_mut().push(cell.name.clone());
+        if self.stop_at == Some(self.started.borrow().len()) {
+            if let Some(s) = &self.stop {
+                s.store(true, Ordering::SeqCst);
+            }
+        }
+        let mut e = FakeEngine::new(1_000_000);
+        if cell.name.contains(self.fail) {
+            e.fail_on_call = Some(1);
+        }
+        Ok(Box::new(e))
+    }
+}
+
+fn setup(root: &Path) -> (RunDir, Manifest, Plan, RunSettings) {
+    let run = RunSettings::resolve(
+        None,
+        &RunOverrides {
+            requests: Some(4),
+            warmup_requests: Some(1),
+            repeats: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let t = SweepTable::from_file_text("concurrency = [2]\n[knobs]\nFERRUM_A = [1, 2, 3, 4]\n")
+        .unwrap();
+    let p = plan("m3", &run, &t, &[], &|_, v| Ok(v.to_string())).unwrap();
+    let id = RunDir::new_run_id("t");
+    let rd = RunDir::create(root, &id).unwrap();
+    let cells = p.shard(None);
+    let wh = cell_workload_hash(
+        &run.workload,
+        &TokenSpace::with_special_prefix(1000, 10),
+        run.seed,
+        run.repeats,
+    )
+    .unwrap();
+    let m = Manifest::new(
+        &id,
+        PresetInfo::new("m3", Path::new("m3.toml"), "x"),
+        &run,
+        &p,
+        &cells,
+        None,
+        None,
+        wh,
+    );
+    (rd, m, p, run)
+}
+
+fn backend(started: &Rc<RefCell<Vec<String>>>) -> Backend {
+    Backend {
+        skip: "A=2",
+        fail: "A=3",
+        stop_at: None,
+        stop: None,
+        started: started.clone(),
+    }
+}
+
+#[test]
+fn skipped_and_failed_cells_are_recorded_and_the_sweep_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rd, mut m, p, run) = setup(dir.path());
+    let started = Rc::new(RefCell::new(Vec::new()));
+    let mut progress = SweepProgress::new(4, true);
+    let s = execute(
+        SweepTarget {
+            dir: &rd,
+            plan: &p,
+            run: &run,
+        },
+        &mut m,
+        &mut backend(&started),
+        &AtomicBool::new(false),
+        ExecuteOptions::default(),
+        &mut progress,
+    )
+    .unwrap();
+    assert_eq!(
+        (s.completed, s.skipped, s.failed, s.pending, s.interrupted),
+        (2, 1, 1, 0, false)
+    );
+    let on_disk = rd.read_manifest().unwrap();
+    let status: Vec<CellStatus> = on_disk.cells.iter().map(|c| c.status).collect();
+    assert_eq!(
+        status,
+        vec![
+            CellStatus::Completed,
+            CellStatus::Skipped,
+            CellStatus::Failed,
+            CellStatus::Completed
+        ]
+    );
+    assert_eq!(
+        on_disk.cells[1].reason.as_deref(),
+        Some("invalid auto config: max_batched_tokens < max_sequences")
+    );
+    assert_eq!(
+        on_disk.cells[2].reason.as_deref(),
+        Some("repeat 0 (measured): engine failure: scripted failure")
+    );
+    assert!(on_disk.finished_at.is_some() && on_disk.engine.is_some());
+    assert!(
+        !rd.cell_dir("c2__A=2").exists(),
+        "skipped cells are never run or written"
+    );
+    let csv = std::fs::read_to_string(rd.root.join("summary.csv")).unwrap();
+    assert!(csv.contains(",skipped,invalid auto config"));
+}
+
+#[test]
+fn ctrl_c_then_resume_runs_every_cell_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rd, mut m, p, run) = setup(dir.path());
+    let started = Rc::new(RefCell::new(Vec::new()));
+    let stop = Rc::new(AtomicBool::new(false));
+    // Ctrl-C arrives while the second started engine (cell A=3, since A=2 is skipped) runs.
+    let mut b = Backend {
+        skip: "none",
+        fail: "none",
+        stop_at: Some(2),
+        stop: Some(stop.clone()),
+        started: started.clone(),
+    };
+    let s = execute(
+        SweepTarget {
+            dir: &rd,
+            plan: &p,
+            run: &run,
+        },
+        &mut m,
+        &mut b,
+        &stop,
+        ExecuteOptions::default(),
+        &mut SweepProgress::new(4, true),
+    )
+    .unwrap();
+    assert!(s.interrupted);
+    assert_eq!((s.completed, s.pending), (1, 2));
+    let after = rd.read_manifest().unwrap();
+    assert_eq!(after.cells[1].status, CellStatus::Interrupted);
+    assert!(after.finished_at.is_none());
+    assert!(
+        !rd.cell_dir(&after.cells[1].name).exists(),
+        "no half-written cell"
+    );
+
+    // Resume: reopen the directory and its manifest, check it is the same experiment, run again.
+    let rd2 = RunDir::open(&rd.root).unwrap();
+    let mut m2 = rd2.read_manifest().unwrap();
+    let same_preset = PresetInfo::new("m3", Path::new("m3.toml"), "x");
+    m2.check_resumable(
+        &rd2.root,
+        &same_preset,
+        &run,
+        &m2.workload.workload_hash.clone(),
+    )
+    .unwrap();
+    let edited = PresetInfo::new("m3", Path::new("m3.toml"), "y");
+    let err = m2
+        .check_resumable(&rd2.root, &edited, &run, &m2.workload.workload_hash.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot resume: the preset file changed"),
+        "{err}"
+    );
+    let mut other_run = run.clone();
+    other_run.repeats = 5;
+    assert!(m2
+        .check_resumable(
+            &rd2.root,
+            &same_preset,
+            &other_run,
+            &m2.workload.workload_hash.clone()
+        )
+        .is_err());
+    let mut b2 = Backend {
+        skip: "none",
+        fail: "none",
+        stop_at: None,
+        stop: None,
+        started: started.clone(),
+    };
+    let s2 = execute(
+        SweepTarget {
+            dir: &rd2,
+            plan: &p,
+            run: &run,
+        },
+        &mut m2,
+        &mut b2,
+        &AtomicBool::new(false),
+        ExecuteOptions::default(),
+        &mut SweepProgress::new(4, true),
+    )
+    .unwrap();
+    assert_eq!((s2.completed, s2.already_complete, s2.pending), (3, 1, 0));
+    assert!(rd2
+        .read_manifest()
+        .unwrap()
+        .cells
+        .iter()
+        .all(|c| c.status == CellStatus::Completed));
+    let names = started.borrow().clone();
+    // First run: A=1 completed, A=2 interrupted. Resume: A=2, A=3, A=4. A=1 never reruns.
+    assert_eq!(
+        names,
+        vec!["c2__A=1", "c2__A=2", "c2__A=2", "c2__A=3", "c2__A=4"]
+    );
+    assert_eq!(rd2.completed_cell_keys().unwrap().len(), 4);
+    assert_eq!(s2.exit_code(), crate::error::EXIT_OK);
+}
+
+#[test]
+fn time_budget_stops_between_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rd, mut m, p, run) = setup(dir.path());
+    let started = Rc::new(RefCell::new(Vec::new()));
+    let opts = ExecuteOptions {
+        time_budget: Some(Duration::from_nanos(1)),
+    };
+    let s = execute(
+        SweepTarget {
+            dir: &rd,
+            plan: &p,
+            run: &run,
+        },
+        &mut m,
+        &mut backend(&started),
+        &AtomicBool::new(false),
+        opts,
+        &mut SweepProgress::new(4, true),
+    )
+    .unwrap();
+    assert!(s.budget_exhausted);
+    assert_eq!((s.completed, s.pending), (0, 4));
+    assert!(started.borrow().is_empty());
+    assert!(rd.read_manifest().unwrap().finished_at.is_none());
+}

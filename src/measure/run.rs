@@ -1,0 +1,513 @@
+//! `run_repeats` (the repeat loop on one engine) and `run_cell` (engine start + repeats, with
+//! engine errors and panics turned into a failed cell instead of a failed sweep).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    aggregate_repeats, summarize, CellAggregate, LoadPoint, RepeatMeta, RepeatSummary,
+    RequestRecord,
+};
+use crate::engine::{
+    Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, RunOptions, StepRecord,
+};
+use crate::stats::Slo;
+use crate::workload::{self, TokenSpace, WorkloadError, WorkloadSpec};
+
+/// What a cell runs: workload, seeds, repeats, load and SLO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellRunSpec {
+    /// The workload (lengths, request counts).
+    pub workload: WorkloadSpec,
+    /// The token ids prompts may use (from the model).
+    pub tokens: TokenSpace,
+    /// Base seed; repeat r uses `repeat_seed(base_seed, r)`.
+    pub base_seed: u64,
+    /// Number of repeats (≥ 1).
+    pub repeats: u32,
+    /// Load shape.
+    pub load: LoadPoint,
+    /// Goodput SLO.
+    pub slo: Slo,
+    /// Ask the engine for per-step records (`steps.jsonl`).
+    pub record_steps: bool,
+}
+
+/// Progress of a cell, for progress bars and logs (never for statistics).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeasureEvent {
+    /// A repeat's warmup begins.
+    WarmupStarted {
+        /// Repeat index.
+        repeat: u32,
+        /// Warmup requests.
+        requests: usize,
+    },
+    /// A repeat's measured run begins.
+    RepeatStarted {
+        /// Repeat index.
+        repeat: u32,
+        /// Measured requests.
+        requests: usize,
+    },
+    /// An engine event of the measured run.
+    Engine(EngineEvent),
+    /// A repeat finished.
+    RepeatDone {
+        /// Repeat index.
+        repeat: u32,
+        /// Its output tokens/s.
+        output_tokens_per_s: f64,
+    },
+}
+
+/// One finished repeat: its summary, its request records and (optionally) engine steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepeatResult {
+    /// Per-repeat statistics.
+    pub summary: RepeatSummary,
+    /// One record per measured request.
+    pub records: Vec<RequestRecord>,
+    /// Engine steps of the measured run (empty unless requested).
+    pub steps: Vec<StepRecord>,
+}
+
+/// Every repeat of a cell plus the aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellMeasurement {
+    /// The engine that ran.
+    pub engine: EngineInfo,
+    /// Repeats in order.
+    pub repeats: Vec<RepeatResult>,
+    /// Aggregate across repeats.
+    pub aggregate: CellAggregate,
+    /// `combined_hash` of the repeats' workload hashes.
+    pub workload_hash: String,
+}
+
+/// Why a cell's measurement stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// The workload could not be generated.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// The engine returned an error.
+    #[error("repeat {repeat} ({phase}): {source}")]
+    Engine {
+        /// Repeat index.
+        repeat: u32,
+        /// `start`, `warmup` or `measured`.
+        phase: &'static str,
+        /// The engine's error.
+        #[source]
+        source: EngineError,
+    },
+    /// The engine's output does not match the requests it was given.
+    #[error("repeat {repeat}: engine returned inconsistent output: {detail}")]
+    InvalidOutput {
+        /// Repeat index.
+        repeat: u32,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The stop flag was raised (Ctrl-C or budget) before the cell finished.
+    #[error("interrupted after {completed_repeats} complete repeat(s)")]
+    Interrupted {
+        /// Repeats that had finished.
+        completed_repeats: u32,
+    },
+}
+
+/// Final state of a cell, as recorded in the manifest.
+#[derive(Debug)]
+pub enum CellOutcome {
+    /// Every repeat ran.
+    Completed(Box<CellMeasurement>),
+    /// The engine failed to start, returned an error, produced inconsistent output or panicked.
+    Failed {
+        /// One-line reason.
+        reason: String,
+    },
+    /// Stopped by the stop flag; nothing of the cell is kept.
+    Interrupted,
+}
+
+/// Serializable status of a cell in `manifest.json` and `summary.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellStatus {
+    /// Not run yet.
+    Pending,
+    /// Every repeat ran and `stats.json` is complete.
+    Completed,
+    /// The resolver rejected the cell's configuration; never run.
+    Skipped,
+    /// The engine failed.
+    Failed,
+    /// Ctrl-C stopped the cell.
+    Interrupted,
+}
+
+/// Run every repeat of `spec` on `engine`: per repeat generate the workload, run the warmup
+/// requests (not measured), run the measured requests, derive records and the summary. The stop
+/// flag is checked before every engine run, so a stop takes effect at the next run boundary (the
+/// `Engine` trait has no cancellation).
+pub fn run_repeats(
+    engine: &mut dyn Engine,
+    spec: &CellRunSpec,
+    stop: &AtomicBool,
+    observer: &mut dyn FnMut(&MeasureEvent),
+) -> Result<CellMeasurement, MeasureError> {
+    let options = RunOptions {
+        record_steps: spec.record_steps,
+    };
+    let mut repeats = Vec::with_capacity(spec.repeats as usize);
+    for repeat in 0..spec.repeats {
+        let interrupted = || MeasureError::Interrupted {
+            completed_repeats: repeat,
+        };
+        let w = workload::generate(&spec.workload, &spec.tokens, spec.base_seed, repeat)?;
+        let mut warmup_failed = 0;
+        if !w.warmup.is_empty() {
+            if stop.load(Ordering::SeqCst) {
+                return Err(interrupted());
+            }
+            observer(&MeasureEvent::WarmupStarted {
+                repeat,
+                requests: w.warmup.len(),
+            });
+            let out = engine
+                .run(
+                    &w.warmup,
+                    &spec.load.warmup_load(w.warmup.len()),
+                    &options,
+                    &mut |_| {},
+                )
+                .map_err(|source| MeasureError::Engine {
+                    repeat,
+                    phase: "warmup",
+                    source,
+                })?;
+            warmup_failed = out.requests.iter().filter(|t| !t.status.is_ok()).count();
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Err(interrupted());
+        }
+        observer(&MeasureEvent::RepeatStarted {
+            repeat,
+            requests: w.measured.len(),
+        });
+        let load = spec.load.load_spec(w.measured.len(), w.seed);
+        let out = engine
+            .run(&w.measured, &load, &options, &mut |e| {
+                observer(&MeasureEvent::Engine(e.clone()))
+            })
+            .map_err(|source| MeasureError::Engine {
+                repeat,
+                phase: "measured",
+                source,
+            })?;
+        check_output(repeat, &w.measured, &out.requests)?;
+        let records: Vec<RequestRecord> = out
+            .requests
+            .iter()
+            .map(|t| RequestRecord::from_trace(repeat, t, &spec.slo))
+            .collect();
+        let meta = RepeatMeta {
+            repeat,
+            seed: w.seed,
+            workload_hash: w.hash.clone(),
+            warmup_requests: w.warmup.len(),
+            warmup_failed,
+        };
+        let summary = summarize(meta, &records, &out);
+        observer(&MeasureEvent::RepeatDone {
+            repeat,
+            output_tokens_per_s: summary.output_tokens_per_s,
+        });
+        repeats.push(RepeatResult {
+            summary,
+            records,
+            steps: out.steps,
+        });
+    }
+    let summaries: Vec<RepeatSummary> = repeats.iter().map(|r| r.summary.clone()).collect();
+    let hashes: Vec<String> = summaries.iter().map(|s| s.workload_hash.clone()).collect();
+    Ok(CellMeasurement {
+        engine: engine.info(),
+        aggregate: aggregate_repeats(&summaries),
+        workload_hash: workload::combined_hash(&hashes),
+        repeats,
+    })
+}
+
+/// The engine must answer every request exactly once, in id order, with its prompt length.
+fn check_output(
+    repeat: u32,
+    requests: &[EngineRequest],
+    traces: &[crate::engine::RequestTrace],
+) -> Result<(), MeasureError> {
+    let bad = |detail: String| Err(MeasureError::InvalidOutput { repeat, detail });
+    if requests.len() != traces.len() {
+        return bad(format!(
+            "{} traces for {} requests",
+            traces.len(),
+            requests.len()
+        ));
+    }
+    for (r, t) in requests.iter().zip(traces) {
+        if r.id != t.id {
+            return bad(format!(
+                "trace for request {} where {} was expected",
+                t.id, r.id
+            ));
+        }
+        if t.status.is_ok() && t.token_ns.len() != r.output_tokens {
+            return bad(format!(
+                "request {} succeeded with {} tokens instead of {}",
+                r.id,
+                t.token_ns.len(),
+                r.output_tokens
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Start an engine with `make_engine` and run the cell. Engine start errors, run errors,
+/// inconsistent output and panics (in either) become [`CellOutcome::Failed`] with a one-line
+/// reason so a sweep can go on; a raised stop flag gives [`CellOutcome::Interrupted`].
+pub fn run_cell(
+    make_engine: &mut dyn FnMut() -> Result<Box<dyn Engine>, EngineError>,
+    spec: &CellRunSpec,
+    stop: &AtomicBool,
+    observer: &mut dyn FnMut(&MeasureEvent),
+) -> CellOutcome {
+    let result = catch_unwind(AssertUnwindSafe(
+        || -> Result<CellMeasurement, MeasureError> {
+            let mut engine = make_engine().map_err(|source| MeasureError::Engine {
+                repeat: 0,
+                phase: "start",
+                source,
+            })?;
+            run_repeats(engine.as_mut(), spec, stop, observer)
+        },
+    ));
+    match result {
+        Ok(Ok(m)) => CellOutcome::Completed(Box::new(m)),
+        Ok(Err(MeasureError::Interrupted { .. })) => CellOutcome::Interrupted,
+        Ok(Err(MeasureError::Engine {
+            phase: "start",
+            source,
+            ..
+        })) => CellOutcome::Failed {
+            reason: format!("engine did not start: {source}"),
+        },
+        Ok(Err(e)) => CellOutcome::Failed {
+            reason: e.to_string(),
+        },
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".to_string());
+            CellOutcome::Failed {
+                reason: format!("engine panicked: {msg}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{LoadSpec, RequestStatus, RequestTrace};
+    use crate::measure::fake::FakeEngine;
+    use crate::stats::Ci95;
+
+    fn spec(repeats: u32) -> CellRunSpec {
+        CellRunSpec {
+            workload: WorkloadSpec {
+                input_len: 8,
+                output_len: 4,
+                range_ratio: 0.0,
+                prefix_len: 0,
+                requests: 8,
+                warmup_requests: 2,
+            },
+            tokens: TokenSpace::with_special_prefix(1000, 10),
+            base_seed: 7,
+            repeats,
+            load: LoadPoint::Closed { concurrency: 4 },
+            slo: Slo {
+                ttft_ms: Some(1.5),
+                tpot_ms: None,
+                e2e_ms: None,
+            },
+            record_steps: false,
+        }
+    }
+
+    #[test]
+    fn repeats_run_warmup_first_and_measure_only_the_rest() {
+        let mut engine = FakeEngine::new(1_000_000); // 1 ms per token
+        let stop = AtomicBool::new(false);
+        let mut events = Vec::new();
+        let m = run_repeats(&mut engine, &spec(3), &stop, &mut |e| {
+            events.push(e.clone())
+        })
+        .unwrap();
+        // 3 repeats × (warmup of 2, measured 8).
+        let sizes: Vec<usize> = engine.calls.iter().map(|c| c.0).collect();
+        assert_eq!(sizes, vec![2, 8, 2, 8, 2, 8]);
+        assert_eq!(m.repeats.len(), 3);
+        let s = &m.repeats[0].summary;
+        // Closed loop c=4, 8 requests of 4 tokens at 1 ms: two waves, duration 8 ms.
+        assert_eq!(s.duration_s, 0.008);
+        assert_eq!(
+            (s.completed, s.expected_requests, s.warmup_requests),
+            (8, 8, 2)
+        );
+        assert_eq!(s.output_tokens_per_s, 32.0 / 0.008);
+        assert_eq!(s.tpot_ms.unwrap().mean, 1.0);
+        assert_eq!(s.ttft_ms.unwrap().median, 1.0);
+        assert_eq!(s.itl_ms.unwrap().count, 8 * 3);
+        // SLO ttft ≤ 1.5 ms: every request is good (closed loop measures from slot arrival).
+        assert_eq!(s.good, 8);
+        assert_eq!(m.aggregate.repeats, 3);
+        let tps = m.aggregate.output_tokens_per_s.as_ref().unwrap();
+        assert_eq!(tps.mean, 4000.0);
+        assert!(matches!(tps.ci95, Ci95::Interval { half_width, .. } if half_width == 0.0));
+        // Different repeat seeds, combined hash over the three.
+        assert_ne!(m.repeats[0].summary.seed, m.repeats[1].summary.seed);
+        assert!(m.workload_hash.starts_with("sha256:"));
+        assert_eq!(m.engine.kind, "fake");
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, MeasureEvent::RepeatDone { .. }))
+                .count(),
+            3
+        );
+        // Warmup engine events are not forwarded: 8 measured requests × 3 repeats done events.
+        let done = events
+            .iter()
+            .filter(|e| matches!(e, MeasureEvent::Engine(EngineEvent::RequestDone { .. })))
+            .count();
+        assert_eq!(done, 24);
+    }
+
+    #[test]
+    fn rejected_requests_are_reported_not_measured() {
+        let mut engine = FakeEngine::new(1_000_000);
+        engine.reject = vec![3];
+        let m = run_repeats(&mut engine, &spec(1), &AtomicBool::new(false), &mut |_| {}).unwrap();
+        let r = &m.repeats[0];
+        assert_eq!((r.summary.completed, r.summary.rejected), (7, 1));
+        assert_eq!(r.records[3].status, "rejected");
+        assert_eq!(r.summary.e2e_ms.unwrap().count, 7);
+        assert_eq!(m.aggregate.unsuccessful_requests, 1);
+        assert_eq!(
+            m.aggregate.output_tokens_per_s.as_ref().unwrap().ci95,
+            Ci95::TooFewRepeats { repeats: 1 }
+        );
+    }
+
+    #[test]
+    fn open_loop_uses_seeded_arrivals_and_warmup_all_at_once() {
+        let mut engine = FakeEngine::new(1_000_000);
+        let mut s = spec(1);
+        s.load = LoadPoint::Open {
+            request_rate: 100.0,
+            burstiness: 1.0,
+        };
+        run_repeats(&mut engine, &s, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert_eq!(engine.calls[0].1, LoadSpec::Closed { concurrency: 2 });
+        let LoadSpec::Open { arrivals_s } = &engine.calls[1].1 else {
+            panic!("open loop expected")
+        };
+        assert_eq!(arrivals_s.len(), 8);
+        let mut again = FakeEngine::new(1_000_000);
+        run_repeats(&mut again, &s, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert_eq!(
+            again.calls[1].1, engine.calls[1].1,
+            "same seed, same arrivals"
+        );
+    }
+
+    #[test]
+    fn engine_errors_and_panics_fail_the_cell_and_stop_interrupts_it() {
+        let stop = AtomicBool::new(false);
+        let mut make = || -> Result<Box<dyn Engine>, EngineError> {
+            let mut e = FakeEngine::new(1_000);
+            e.fail_on_call = Some(3);
+            Ok(Box::new(e))
+        };
+        match run_cell(&mut make, &spec(3), &stop, &mut |_| {}) {
+            CellOutcome::Failed { reason } => assert_eq!(
+                reason,
+                "repeat 1 (measured): engine failure: scripted failure"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mut make_panic = || -> Result<Box<dyn Engine>, EngineError> {
+            let mut e = FakeEngine::new(1_000);
+            e.panic_on_call = Some(0);
+            Ok(Box::new(e))
+        };
+        match run_cell(&mut make_panic, &spec(1), &stop, &mut |_| {}) {
+            CellOutcome::Failed { reason } => assert_eq!(reason, "engine panicked: scripted panic"),
+            other => panic!("{other:?}"),
+        }
+        let mut make_bad = || -> Result<Box<dyn Engine>, EngineError> {
+            Err(EngineError::Config("bad dims".into()))
+        };
+        match run_cell(&mut make_bad, &spec(1), &stop, &mut |_| {}) {
+            CellOutcome::Failed { reason } => {
+                assert_eq!(
+                    reason,
+                    "engine did not start: invalid engine configuration: bad dims"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Raise the stop flag after the first repeat finishes.
+        let stop = AtomicBool::new(false);
+        let mut make_ok =
+            || -> Result<Box<dyn Engine>, EngineError> { Ok(Box::new(FakeEngine::new(1_000))) };
+        let outcome = run_cell(&mut make_ok, &spec(3), &stop, &mut |e| {
+            if matches!(e, MeasureEvent::RepeatDone { repeat: 0, .. }) {
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+        assert!(matches!(outcome, CellOutcome::Interrupted));
+    }
+
+    #[test]
+    fn inconsistent_engine_output_is_rejected() {
+        let reqs = vec![EngineRequest {
+            id: 0,
+            prompt: vec![1],
+            output_tokens: 2,
+        }];
+        let t = RequestTrace {
+            id: 0,
+            status: RequestStatus::Ok,
+            prompt_tokens: 1,
+            arrival_ns: 0,
+            admitted_ns: Some(0),
+            token_ns: vec![1],
+            finished_ns: 1,
+            output_ids: vec![],
+        };
+        let err = check_output(0, &reqs, &[t]).unwrap_err().to_string();
+        assert!(
+            err.contains("succeeded with 1 tokens instead of 2"),
+            "{err}"
+        );
+        assert!(check_output(0, &reqs, &[]).is_err());
+    }
+}

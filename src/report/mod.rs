@@ -1,0 +1,10 @@
+//! Human and tabular output of a run, built only from the serialized result types
+//! (`results::Manifest`, `results::StatsFile`): the ranked `tabled` table, `summary.csv`,
+//! `summary.md`, the `--dry-run` listing, and (in [`progress`]) the only terminal drawing.
+
+pub mod progress;
+mod summary;
+
+pub use summary::{
+    dry_run_listing, ranked_table, summary_csv, summary_markdown, summary_rows, SummaryRow,
+};

@@ -1,0 +1,393 @@
+//! Summary rows (one per cell), `summary.csv`, `summary.md`, the final ranked table and the
+//! dry-run listing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use crate::measure::{CellStatus, LoadPoint};
+use crate::results::{Manifest, StatsFile};
+use crate::stats::Aggregate;
+use crate::sweep::Cell;
+
+/// One cell's line in `summary.csv`, `summary.md` and the final table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    /// Cell directory name.
+    pub name: String,
+    /// Cell key.
+    pub key: String,
+    /// Status.
+    pub status: CellStatus,
+    /// Why skipped / failed / interrupted.
+    pub reason: Option<String>,
+    /// Knob assignment.
+    pub knobs: BTreeMap<String, String>,
+    /// Load.
+    pub load: LoadPoint,
+    /// The cell's stats when it completed.
+    pub stats: Option<StatsFile>,
+}
+
+impl SummaryRow {
+    fn output_tps(&self) -> Option<&Aggregate> {
+        self.stats
+            .as_ref()
+            .and_then(|s| s.aggregate.output_tokens_per_s.as_ref())
+    }
+}
+
+/// Rows for every manifest cell, in plan order, with the stats of completed cells (by key).
+pub fn summary_rows(manifest: &Manifest, stats: &BTreeMap<String, StatsFile>) -> Vec<SummaryRow> {
+    manifest
+        .cells
+        .iter()
+        .map(|c| SummaryRow {
+            name: c.name.clone(),
+            key: c.key.clone(),
+            status: c.status,
+            reason: c.reason.clone(),
+            knobs: c.knobs.clone(),
+            load: c.load,
+            stats: stats
+                .get(&c.key)
+                .filter(|_| c.status == CellStatus::Completed)
+                .cloned(),
+        })
+        .collect()
+}
+
+fn status_text(s: CellStatus) -> &'static str {
+    match s {
+        CellStatus::Pending => "pending",
+        CellStatus::Completed => "completed",
+        CellStatus::Skipped => "skipped",
+        CellStatus::Failed => "failed",
+        CellStatus::Interrupted => "interrupted",
+    }
+}
+
+/// `(mean, ci95 half-width)` columns; the CI is empty with fewer than 3 repeats.
+fn mean_ci(a: Option<&Aggregate>) -> [String; 2] {
+    match a {
+        Some(a) => [
+            a.mean.to_string(),
+            a.ci95
+                .half_width()
+                .map(|h| h.to_string())
+                .unwrap_or_default(),
+        ],
+        None => [String::new(), String::new()],
+    }
+}
+
+/// `summary.csv`: one row per cell. Columns: `cell, key, status, reason`, one column per swept
+/// knob, `load, concurrency, request_rate, repeats`, then `<metric>_mean, <metric>_ci95` for
+/// output_tok_s, total_tok_s, request_per_s, goodput_rps, ttft_ms_median, ttft_ms_p99,
+/// tpot_ms_median, itl_ms_median, e2e_ms_median, then `output_tok_s_cv` and
+/// `unsuccessful_requests`. `_ci95` is the 95 % half-width, empty with fewer than 3 repeats.
+pub fn summary_csv(knob_names: &[String], rows: &[SummaryRow]) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = ["cell", "key", "status", "reason"]
+        .map(String::from)
+        .to_vec();
+    header.extend(knob_names.iter().cloned());
+    header.extend(["load", "concurrency", "request_rate", "repeats"].map(String::from));
+    for m in METRICS {
+        header.push(format!("{}_mean", m.0));
+        header.push(format!("{}_ci95", m.0));
+    }
+    header.extend(["output_tok_s_cv", "unsuccessful_requests"].map(String::from));
+    w.write_record(&header)?;
+    for r in rows {
+        let mut rec = vec![
+            r.name.clone(),
+            r.key.clone(),
+            status_text(r.status).into(),
+            r.reason.clone().unwrap_or_default(),
+        ];
+        rec.extend(
+            knob_names
+                .iter()
+                .map(|k| r.knobs.get(k).cloned().unwrap_or_default()),
+        );
+        let (c, rate) = match r.load {
+            LoadPoint::Closed { concurrency } => (concurrency.to_string(), String::new()),
+            LoadPoint::Open { request_rate, .. } => (String::new(), request_rate.to_string()),
+        };
+        rec.extend([r.load.label(), c, rate]);
+        rec.push(
+            r.stats
+                .as_ref()
+                .map(|s| s.aggregate.repeats.to_string())
+                .unwrap_or_default(),
+        );
+        for m in METRICS {
+            rec.extend(mean_ci(r.stats.as_ref().and_then(|s| (m.1)(s))));
+        }
+        rec.push(
+            r.output_tps()
+                .and_then(|a| a.cv)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        );
+        rec.push(
+            r.stats
+                .as_ref()
+                .map(|s| s.aggregate.unsuccessful_requests.to_string())
+                .unwrap_or_default(),
+        );
+        w.write_record(&rec)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+type MetricFn = fn(&StatsFile) -> Option<&Aggregate>;
+
+const METRICS: [(&str, MetricFn); 9] = [
+    ("output_tok_s", |s| s.aggregate.output_tokens_per_s.as_ref()),
+    ("total_tok_s", |s| s.aggregate.total_tokens_per_s.as_ref()),
+    ("request_per_s", |s| s.aggregate.request_per_s.as_ref()),
+    ("goodput_rps", |s| s.aggregate.goodput_rps.as_ref()),
+    ("ttft_ms_median", |s| s.aggregate.ttft_ms_median.as_ref()),
+    ("ttft_ms_p99", |s| s.aggregate.ttft_ms_p99.as_ref()),
+    ("tpot_ms_median", |s| s.aggregate.tpot_ms_median.as_ref()),
+    ("itl_ms_median", |s| s.aggregate.itl_ms_median.as_ref()),
+    ("e2e_ms_median", |s| s.aggregate.e2e_ms_median.as_ref()),
+];
+
+/// `mean ± ci` with `decimals`, or `mean (no CI, n=2)` when there is no interval.
+fn fmt_agg(a: Option<&Aggregate>, decimals: usize) -> String {
+    match a {
+        Some(a) => match a.ci95.half_width() {
+            Some(h) => format!("{:.*} ± {:.*}", decimals, a.mean, decimals, h),
+            None => format!("{:.*} (no CI, n={})", decimals, a.mean, a.n),
+        },
+        None => "–".to_string(),
+    }
+}
+
+/// Completed rows ranked by mean output tok/s (descending; ties by name).
+fn ranked(rows: &[SummaryRow]) -> Vec<&SummaryRow> {
+    let mut done: Vec<&SummaryRow> = rows.iter().filter(|r| r.output_tps().is_some()).collect();
+    done.sort_by(|a, b| {
+        let (x, y) = (
+            a.output_tps().map_or(0.0, |s| s.mean),
+            b.output_tps().map_or(0.0, |s| s.mean),
+        );
+        y.total_cmp(&x).then_with(|| a.name.cmp(&b.name))
+    });
+    done
+}
+
+fn table_rows(rows: &[SummaryRow]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let done = ranked(rows);
+    let mut ranked_rows = Vec::new();
+    for (i, r) in done.iter().enumerate() {
+        let s = r.stats.as_ref();
+        let agg = |f: MetricFn, d| fmt_agg(s.and_then(f), d);
+        ranked_rows.push(vec![
+            format!("{}{}", i + 1, if i == 0 { " ★" } else { "" }),
+            r.name.clone(),
+            agg(METRICS[0].1, 1),
+            agg(METRICS[4].1, 1),
+            agg(METRICS[6].1, 2),
+            agg(METRICS[8].1, 1),
+            s.map(|s| s.aggregate.unsuccessful_requests.to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    let others = rows
+        .iter()
+        .filter(|r| r.output_tps().is_none())
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                status_text(r.status).to_string(),
+                r.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    (ranked_rows, others)
+}
+
+const RANK_HEADER: [&str; 7] = [
+    "rank",
+    "cell",
+    "output tok/s",
+    "TTFT p50 ms",
+    "TPOT p50 ms",
+    "E2E p50 ms",
+    "unsuccessful",
+];
+
+/// The final terminal table: completed cells ranked by output tok/s (mean ± 95 % CI), the best
+/// marked ★, then every skipped, failed, interrupted or pending cell with its reason.
+pub fn ranked_table(rows: &[SummaryRow]) -> String {
+    let (ranked_rows, others) = table_rows(rows);
+    let mut out = String::new();
+    if ranked_rows.is_empty() {
+        out.push_str("no cell completed\n");
+    } else {
+        let mut b = Builder::default();
+        b.push_record(RANK_HEADER);
+        for r in ranked_rows {
+            b.push_record(r);
+        }
+        out.push_str(&b.build().with(Style::rounded()).to_string());
+        out.push('\n');
+    }
+    if !others.is_empty() {
+        let mut b = Builder::default();
+        b.push_record(["cell", "status", "reason"]);
+        for r in others {
+            b.push_record(r);
+        }
+        out.push_str(&b.build().with(Style::rounded()).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// `summary.md`: header with preset, workload, seeds and hashes, the ranked table and the other
+/// cells, as GitHub Markdown.
+pub fn summary_markdown(manifest: &Manifest, rows: &[SummaryRow]) -> String {
+    let (ranked_rows, others) = table_rows(rows);
+    let mut md = format!(
+        "# ferrum-bench run `{}`\n\n- preset: `{}` (`{}`)\n- workload: `{}`, {} measured + {} warmup requests per repeat, {} repeat(s), seed {}\n- workload hash: `{}`\n- harness: {} {} (`{}`)\n- host: {}, {} cores\n- started: {}, finished: {}\n\n",
+        manifest.run_id,
+        manifest.preset.name,
+        manifest.preset.hash,
+        manifest.workload.name,
+        manifest.workload.spec.requests,
+        manifest.workload.spec.warmup_requests,
+        manifest.run.repeats,
+        manifest.seeds.base_seed,
+        manifest.workload.workload_hash,
+        manifest.harness.name,
+        manifest.harness.version,
+        manifest.harness.git_commit,
+        manifest.host.cpu_model,
+        manifest.host.cores,
+        manifest.started_at,
+        manifest.finished_at.as_deref().unwrap_or("not finished"),
+    );
+    if manifest.run.repeats < crate::stats::MIN_REPEATS_FOR_CI as u32 {
+        md.push_str("> ⚠ fewer than 3 repeats: no confidence intervals.\n\n");
+    }
+    if ranked_rows.is_empty() {
+        md.push_str("No cell completed.\n");
+    } else {
+        md.push_str("## Cells ranked by output tok/s (mean ± 95 % CI)\n\n");
+        md.push_str(&md_table(&RANK_HEADER, &ranked_rows));
+    }
+    if !others.is_empty() {
+        md.push_str("\n## Cells not measured\n\n");
+        md.push_str(&md_table(&["cell", "status", "reason"], &others));
+    }
+    md
+}
+
+fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let esc = |s: &str| s.replace('|', "\\|");
+    let mut s = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} |\n",
+            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    s
+}
+
+/// `--dry-run` listing: cells to run, cells the resolver would skip (with reasons), and the
+/// duration estimate.
+pub fn dry_run_listing(
+    to_run: &[&Cell],
+    skipped: &[(&Cell, String)],
+    estimate: Duration,
+) -> String {
+    let mut b = Builder::default();
+    b.push_record(["#", "cell", "key"]);
+    for c in to_run {
+        b.push_record([
+            c.index.to_string(),
+            c.name.clone(),
+            c.key["sha256:".len().."sha256:".len() + 12].to_string(),
+        ]);
+    }
+    let mut out = format!(
+        "{} cell(s) to run:\n{}\n",
+        to_run.len(),
+        b.build().with(Style::rounded())
+    );
+    if !skipped.is_empty() {
+        let mut b = Builder::default();
+        b.push_record(["cell", "reason"]);
+        for (c, reason) in skipped {
+            b.push_record([c.name.clone(), reason.clone()]);
+        }
+        out.push_str(&format!(
+            "{} cell(s) skipped by the resolver:\n{}\n",
+            skipped.len(),
+            b.build().with(Style::rounded())
+        ));
+    }
+    let secs = estimate.as_secs();
+    out.push_str(&format!(
+        "estimated duration: {}m{:02}s (rough: assumes the default engine speed)\n",
+        secs / 60,
+        secs % 60
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_lists_cells_skips_and_estimate() {
+        let cell = |i: usize, name: &str| Cell {
+            index: i,
+            name: name.to_string(),
+            key: format!("sha256:{:012x}{}", 0xabc + i, "0".repeat(52)),
+            knobs: BTreeMap::new(),
+            load: LoadPoint::Closed { concurrency: 32 },
+        };
+        let a = cell(0, "c32__PAGED_MAX_SEQS=8");
+        let b = cell(1, "c32__PAGED_MAX_SEQS=64");
+        let text = dry_run_listing(
+            &[&a],
+            &[(&b, "max_batched_tokens 32 < max_sequences 64".into())],
+            Duration::from_secs(125),
+        );
+        assert!(text.starts_with("1 cell(s) to run:"));
+        assert!(text.contains("c32__PAGED_MAX_SEQS=8") && text.contains("000000000abc"));
+        assert!(
+            text.contains("1 cell(s) skipped by the resolver:")
+                && text.contains("max_batched_tokens 32 < max_sequences 64")
+        );
+        assert!(
+            text.ends_with("estimated duration: 2m05s (rough: assumes the default engine speed)\n")
+        );
+    }
+
+    #[test]
+    fn aggregates_format_with_or_without_ci() {
+        let with = crate::stats::aggregate(&[10.0, 12.0, 14.0]).unwrap();
+        assert_eq!(fmt_agg(Some(&with), 1), "12.0 ± 5.0");
+        let without = crate::stats::aggregate(&[10.0, 12.0]).unwrap();
+        assert_eq!(fmt_agg(Some(&without), 1), "11.0 (no CI, n=2)");
+        assert_eq!(fmt_agg(None, 1), "–");
+    }
+}
