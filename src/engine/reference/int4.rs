@@ -155,20 +155,33 @@ impl Int4Matrix {
         out
     }
 
-    /// `out[m × rows] = x[m × cols] · Wᵀ`, dequantising inside the kernel.
+    /// `out[m × rows] = x[m × cols] · Wᵀ`, dequantising inside the kernel; tiles of rows are
+    /// spread over the current rayon pool when the matrix is large enough.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        self.matmul_with(x, m, out, true)
+    }
+
+    /// [`Int4Matrix::matmul`] on the calling thread only (for callers that already parallelise
+    /// across matrices, e.g. over experts).
+    pub fn matmul_serial(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        self.matmul_with(x, m, out, false)
+    }
+
+    fn matmul_with(&self, x: &[f32], m: usize, out: &mut [f32], allow_parallel: bool) {
         assert_eq!(x.len(), m * self.cols);
         assert_eq!(out.len(), m * self.rows);
         if m == 0 {
             return;
         }
-        let tile = if m <= SMALL_M {
-            self.small_tile_rows()
-        } else {
-            self.gemm_tile_rows()
+        let tile = match (m <= SMALL_M, allow_parallel) {
+            (true, true) => self.small_tile_rows(),
+            (false, true) => self.gemm_tile_rows(),
+            // One thread: one big tile for sgemm (activations packed once), L1-sized otherwise.
+            (true, false) => 64,
+            (false, false) => ((1usize << 17) / self.cols).max(GEMM_TILE_ROWS),
         };
         let tiles = self.rows.div_ceil(tile);
-        let parallel = self.rows * self.cols >= PAR_MIN_WEIGHTS && tiles > 1;
+        let parallel = allow_parallel && self.rows * self.cols >= PAR_MIN_WEIGHTS && tiles > 1;
         let run_tile = |t: usize, dst: &mut [f32]| {
             let r0 = t * tile;
             let r1 = (r0 + tile).min(self.rows);
@@ -306,6 +319,31 @@ pub fn sgemm_xwt(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, c: &mut [f3
     }
 }
 
+/// `c[m × n] = a[m × k] · b` where `b` is `k × n` row-major, via `matrixmultiply`.
+pub fn sgemm_nn(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the assert guarantees in-bounds access for a (m×k, row stride k), b (k×n, row
+    // stride n) and c (m×n, row stride n); c is an exclusive borrow, so nothing aliases it.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
 /// `out[m × n] = x[m × k] · wᵀ` for an f32 weight `w` (`n × k`): dot products for small `m`,
 /// sgemm tiles otherwise, split over the current rayon pool when large enough.
 pub fn matmul_f32(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, out: &mut [f32]) {
@@ -370,6 +408,9 @@ mod kernels {
         let mut acc = [0f32; 16];
         let body = n / 16 * 16;
         for (ca, cb) in a[..body].chunks_exact(16).zip(b[..body].chunks_exact(16)) {
+            // Fixed-size arrays: no per-element bounds checks, so the loop vectorises.
+            let ca: &[f32; 16] = ca.try_into().expect("chunk of 16");
+            let cb: &[f32; 16] = cb.try_into().expect("chunk of 16");
             for l in 0..16 {
                 acc[l] = if FMA {
                     ca[l].mul_add(cb[l], acc[l])
@@ -406,17 +447,26 @@ mod kernels {
                 let o = w.offsets[r * groups + g];
                 for b in 0..blocks_per_group {
                     let blk = g * blocks_per_group + b;
-                    let bytes = &row_packed[blk * 16..blk * 16 + 16];
-                    let dst = &mut row_out[blk * PACK_BLOCK..(blk + 1) * PACK_BLOCK];
-                    let (lo, hi) = dst.split_at_mut(16);
+                    let bytes: &[u8; 16] = row_packed[blk * 16..blk * 16 + 16]
+                        .try_into()
+                        .expect("16 bytes");
+                    let dst: &mut [f32; PACK_BLOCK] = (&mut row_out
+                        [blk * PACK_BLOCK..(blk + 1) * PACK_BLOCK])
+                        .try_into()
+                        .expect("one block");
+                    // Local arrays, stored once: the compiler cannot then worry that the
+                    // output aliases the packed bytes, and vectorises the unpacking.
+                    let bytes = *bytes;
+                    let mut vals = [0f32; PACK_BLOCK];
                     for i in 0..16 {
                         let q = (bytes[i] & 0x0f) as f32;
-                        lo[i] = if FMA { q.mul_add(s, o) } else { q * s + o };
+                        vals[i] = if FMA { q.mul_add(s, o) } else { q * s + o };
                     }
                     for i in 0..16 {
                         let q = (bytes[i] >> 4) as f32;
-                        hi[i] = if FMA { q.mul_add(s, o) } else { q * s + o };
+                        vals[16 + i] = if FMA { q.mul_add(s, o) } else { q * s + o };
                     }
+                    *dst = vals;
                 }
             }
         }

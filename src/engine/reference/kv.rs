@@ -74,6 +74,14 @@ impl LayerKv {
         }
     }
 
+    /// The whole K or V pool when stored as f32 (slot `s` starts at `s × width`).
+    pub fn pool_f32(&self, value: bool) -> Option<&[f32]> {
+        match if value { &self.v } else { &self.k } {
+            KvBuf::F32(d) => Some(d),
+            KvBuf::F16(_) => None,
+        }
+    }
+
     /// The K or V slot as an f32 slice when stored as f32 (fast path, no copy).
     pub fn slice_f32(&self, slot: usize, value: bool) -> Option<&[f32]> {
         let w = self.width;

@@ -249,3 +249,56 @@ pub fn with_executor<R>(
         f(&mut exec)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::reference::model::{FwdItem, MoePath};
+    use crate::engine::reference::spec::{EngineSpec, EngineTable};
+
+    #[test]
+    fn a_panicking_stage_becomes_an_engine_fault() {
+        let t = EngineTable {
+            hidden_size: Some(64),
+            num_layers: Some(2),
+            num_heads: Some(4),
+            num_kv_heads: Some(2),
+            intermediate_size: Some(64),
+            vocab_size: Some(64),
+            quant_group_size: Some(32),
+            ..Default::default()
+        };
+        let spec = EngineSpec::resolve(Some(&t), "qwen2").unwrap();
+        let model = Model::new(&spec);
+        let mut kv: Vec<LayerKv> = (0..2)
+            .map(|_| LayerKv::new(4, 2 * 16, spec.dtype))
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        // Position 40 needs block 2 of a one-block table: an out-of-bounds panic in stage 0.
+        let bad = FwdCall {
+            items: vec![FwdItem {
+                blocks: vec![0],
+                start_pos: 40,
+                tokens: vec![1],
+                want_logits: true,
+            }],
+            moe: MoePath::Grouped,
+        };
+        let split = Some(SplitConfig {
+            boundary: 1,
+            mode: PipelineMode::Overlapped,
+            microbatch: 1,
+        });
+        let result = with_executor(&model, &mut kv, split, &pool, |exec| exec.execute(&[bad]));
+        match result {
+            Err(EngineError::Fault(msg)) => assert!(
+                msg.contains("panic in layer-split stage (layers 0..1)"),
+                "{msg}"
+            ),
+            other => panic!("expected a fault, got {other:?}"),
+        }
+    }
+}

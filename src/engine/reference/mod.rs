@@ -198,3 +198,6 @@ impl Engine for ReferenceEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -76,6 +76,10 @@ struct Counters {
 }
 
 /// Runs `requests` to completion.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the Engine::run arguments plus the engine's static state, passed straight through"
+)]
 pub fn run(
     knobs: &EngineKnobs,
     limits: Limits,

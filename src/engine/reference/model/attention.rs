@@ -112,8 +112,11 @@ unsafe fn attend_avx2(
     attend_impl(kv, blocks, pos, q, g, hd, nkv, out)
 }
 
-/// The attention loop. Queries are transposed to `hd × group` so each key element updates all
-/// heads of the group with one contiguous (vectorisable) loop.
+/// The attention loop. Queries are transposed to `hd × group` and scores kept position-major
+/// (`scores[t·group + h]`), so every inner loop runs across the `group` heads that share this
+/// KV head — one vector register wide for the usual GQA group of 8 — and the softmax is
+/// elementwise over a contiguous buffer. Slot offsets are resolved through the block table once
+/// per call; f16 pools are first widened into contiguous f32 copies of this head's K and V.
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "same signature as `attend`")]
 fn attend_impl(
@@ -128,6 +131,7 @@ fn attend_impl(
 ) {
     let group = q.len() / hd;
     let n = pos + 1;
+    let width = nkv * hd;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut qt = vec![0f32; hd * group];
     for h in 0..group {
@@ -135,86 +139,161 @@ fn attend_impl(
             qt[d * group + h] = q[h * hd + d] * scale;
         }
     }
-    // Scores stored position-major: `scores[t · group + h]`.
-    let mut scores = vec![0f32; n * group];
-    let mut tmp = vec![0f32; nkv * hd];
-    for t in 0..n {
-        let s = slot(blocks, t);
-        let krow = match kv.slice_f32(s, false) {
-            Some(k) => k,
-            None => {
-                kv.read(s, false, &mut tmp);
-                &tmp
+    let (widened_k, widened_v);
+    let (kbuf, vbuf, offs): (&[f32], &[f32], Vec<usize>) =
+        match (kv.pool_f32(false), kv.pool_f32(true)) {
+            (Some(k), Some(v)) => (
+                k,
+                v,
+                (0..n).map(|t| slot(blocks, t) * width + g * hd).collect(),
+            ),
+            _ => {
+                let mut tmp = vec![0f32; width];
+                let (mut wk, mut wv) = (vec![0f32; n * hd], vec![0f32; n * hd]);
+                for t in 0..n {
+                    let s = slot(blocks, t);
+                    kv.read(s, false, &mut tmp);
+                    wk[t * hd..(t + 1) * hd].copy_from_slice(&tmp[g * hd..(g + 1) * hd]);
+                    kv.read(s, true, &mut tmp);
+                    wv[t * hd..(t + 1) * hd].copy_from_slice(&tmp[g * hd..(g + 1) * hd]);
+                }
+                widened_k = wk;
+                widened_v = wv;
+                (&widened_k, &widened_v, (0..n).map(|t| t * hd).collect())
             }
         };
-        let kh = &krow[g * hd..(g + 1) * hd];
-        let acc = &mut scores[t * group..(t + 1) * group];
-        if group % LANES == 0 {
-            // Fixed-width lanes: the compiler emits whole-register multiply-adds.
-            for (c, acc) in acc.chunks_exact_mut(LANES).enumerate() {
-                let mut a = [0f32; LANES];
-                for (d, kd) in kh.iter().enumerate() {
-                    let qv = &qt[d * group + c * LANES..d * group + (c + 1) * LANES];
-                    for l in 0..LANES {
-                        a[l] += qv[l] * kd;
-                    }
-                }
-                acc.copy_from_slice(&a);
-            }
-        } else {
+    let mut scores = vec![0f32; n * group];
+    for (t, &o) in offs.iter().enumerate() {
+        let kh = &kbuf[o..o + hd];
+        if group == LANES {
+            // The usual GQA group of 8: the accumulator stays in one register across `d`.
+            let mut a = [0f32; LANES];
             for (d, kd) in kh.iter().enumerate() {
-                for (a, qv) in acc.iter_mut().zip(&qt[d * group..(d + 1) * group]) {
-                    *a += qv * kd;
+                let qv: [f32; LANES] = qt[d * LANES..(d + 1) * LANES].try_into().expect("LANES");
+                for l in 0..LANES {
+                    a[l] += kd * qv[l];
                 }
+            }
+            scores[t * LANES..(t + 1) * LANES].copy_from_slice(&a);
+        } else {
+            let acc = &mut scores[t * group..(t + 1) * group];
+            for (d, kd) in kh.iter().enumerate() {
+                axpy(acc, *kd, &qt[d * group..(d + 1) * group]);
             }
         }
     }
     let mut max = vec![f32::NEG_INFINITY; group];
-    for row in scores.chunks_exact(group) {
-        for (m, v) in max.iter_mut().zip(row) {
-            *m = m.max(*v);
-        }
-    }
     let mut sum = vec![0f32; group];
-    for row in scores.chunks_exact_mut(group) {
-        for ((v, m), z) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
-            *v = (*v - m).exp();
-            *z += *v;
+    if group == LANES {
+        let (mut mx, mut sm) = ([f32::NEG_INFINITY; LANES], [0f32; LANES]);
+        for row in scores.chunks_exact(LANES) {
+            let row: [f32; LANES] = row.try_into().expect("LANES");
+            for l in 0..LANES {
+                mx[l] = if row[l] > mx[l] { row[l] } else { mx[l] };
+            }
+        }
+        for row in scores.chunks_exact_mut(LANES) {
+            let r: &mut [f32; LANES] = row.try_into().expect("LANES");
+            let mut e = *r;
+            for l in 0..LANES {
+                e[l] = exp_nonpositive(e[l] - mx[l]);
+                sm[l] += e[l];
+            }
+            *r = e;
+        }
+        max.copy_from_slice(&mx);
+        sum.copy_from_slice(&sm);
+    } else {
+        for row in scores.chunks_exact(group) {
+            for (m, v) in max.iter_mut().zip(row) {
+                *m = if *v > *m { *v } else { *m };
+            }
+        }
+        for row in scores.chunks_exact_mut(group) {
+            for ((v, m), z) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
+                *v = exp_nonpositive(*v - m);
+                *z += *v;
+            }
         }
     }
-    out.fill(0.0);
-    for t in 0..n {
-        let s = slot(blocks, t);
-        let vrow = match kv.slice_f32(s, true) {
-            Some(v) => v,
-            None => {
-                kv.read(s, true, &mut tmp);
-                &tmp
+    // outᵀ[d][h] accumulates Σ_t p[t][h]·v[t][d], again across heads.
+    let mut out_t = vec![0f32; hd * group];
+    if group == LANES {
+        // One register accumulator per `d`, streaming over positions.
+        for d in 0..hd {
+            let mut a = [0f32; LANES];
+            for (t, &o) in offs.iter().enumerate() {
+                let vd = vbuf[o + d];
+                let p: [f32; LANES] = scores[t * LANES..(t + 1) * LANES]
+                    .try_into()
+                    .expect("LANES");
+                for l in 0..LANES {
+                    a[l] += vd * p[l];
+                }
             }
-        };
-        let vh = &vrow[g * hd..(g + 1) * hd];
-        for h in 0..group {
-            let p = scores[t * group + h];
-            let oh = &mut out[h * hd..(h + 1) * hd];
-            if hd % LANES == 0 {
-                for (o, v) in oh.chunks_exact_mut(LANES).zip(vh.chunks_exact(LANES)) {
-                    for l in 0..LANES {
-                        o[l] += p * v[l];
-                    }
-                }
-            } else {
-                for (o, v) in oh.iter_mut().zip(vh) {
-                    *o += p * v;
-                }
+            out_t[d * LANES..(d + 1) * LANES].copy_from_slice(&a);
+        }
+    } else {
+        for (t, &o) in offs.iter().enumerate() {
+            let p = &scores[t * group..(t + 1) * group];
+            for d in 0..hd {
+                axpy(&mut out_t[d * group..(d + 1) * group], vbuf[o + d], p);
             }
         }
     }
     for h in 0..group {
         let inv = 1.0 / sum[h];
-        for o in &mut out[h * hd..(h + 1) * hd] {
-            *o *= inv;
+        for d in 0..hd {
+            out[h * hd + d] = out_t[d * group + h] * inv;
         }
     }
+}
+
+/// `dst += a · x`, in fixed-width chunks the compiler turns into whole-register multiply-adds.
+#[inline(always)]
+fn axpy(dst: &mut [f32], a: f32, x: &[f32]) {
+    let body = dst.len() / LANES * LANES;
+    for (dc, xc) in dst[..body]
+        .chunks_exact_mut(LANES)
+        .zip(x[..body].chunks_exact(LANES))
+    {
+        // Fixed-size arrays: no per-element bounds checks, so the loop vectorises.
+        // Work on local copies: with no possible aliasing between the operands the loop
+        // becomes one vector multiply-add instead of eight scalar load/add/store rounds.
+        let dc: &mut [f32; LANES] = dc.try_into().expect("chunk of LANES");
+        let xc: [f32; LANES] = xc.try_into().expect("chunk of LANES");
+        let mut d = *dc;
+        for l in 0..LANES {
+            d[l] += a * xc[l];
+        }
+        *dc = d;
+    }
+    for (d, x) in dst[body..].iter_mut().zip(&x[body..]) {
+        *d += a * x;
+    }
+}
+
+/// `e^x` for `x ≤ 0` (softmax after max subtraction) as `2^(x·log2 e)`: integer part into the
+/// exponent bits, fractional part by a degree-6 polynomial (relative error < 3e-6, dominated by rounding
+/// `x·log2 e` in f32). Unlike libm's
+/// `expf` it inlines and vectorises inside the softmax loop.
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    let t = (x * std::f32::consts::LOG2_E).max(-126.0);
+    // Round to nearest so the fraction is in [-0.5, 0.5), where the series converges fast.
+    let i = (t + 0.5).floor();
+    let f = t - i;
+    // 2^f: Taylor coefficients of e^(f·ln 2).
+    let p = 1.0
+        + f * (std::f32::consts::LN_2
+            + f * (0.240_226_5
+                + f * (0.055_504_11
+                    + f * (0.009_618_129 + f * (0.001_333_355 + f * 0.000_154_035_3)))));
+    // 2^i through the exponent bits. Adding 1.5·2^23 puts the integer `i` (in −126..=0) in the
+    // low mantissa bits; this avoids a saturating float→int cast, which would not vectorise.
+    let j = i + 12_582_912.0;
+    let bits = j.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23;
+    p * f32::from_bits(bits)
 }
 
 #[cfg(test)]
@@ -258,6 +337,16 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn fast_exp_matches_libm() {
+        for i in 0..2000 {
+            let x = -(i as f32) * 0.01;
+            let (a, b) = (exp_nonpositive(x), x.exp());
+            assert!((a - b).abs() <= 3e-6 * b, "{x}: {a} vs {b}");
+        }
+        assert!(exp_nonpositive(-1000.0) < 1e-37);
     }
 
     #[test]

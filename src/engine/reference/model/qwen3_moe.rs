@@ -105,13 +105,21 @@ impl MoeWeights {
             .collect()
     }
 
-    fn expert_forward(&self, ex: usize, x: &[f32], m: usize) -> Vec<f32> {
+    /// One expert over `m` rows. `split` lets the matmuls use the pool themselves (when few
+    /// experts run at once); otherwise the experts are the unit of parallelism.
+    fn expert_forward(&self, ex: usize, x: &[f32], m: usize, split: bool) -> Vec<f32> {
         let e = &self.experts[ex];
         let mut gu = vec![0f32; m * 2 * self.width];
-        e.gate_up.matmul(x, m, &mut gu);
-        let act = swiglu(&gu, self.width);
         let mut out = vec![0f32; m * e.down.rows()];
-        e.down.matmul(&act, m, &mut out);
+        if split {
+            e.gate_up.matmul(x, m, &mut gu);
+            let act = swiglu(&gu, self.width);
+            e.down.matmul(&act, m, &mut out);
+        } else {
+            e.gate_up.matmul_serial(x, m, &mut gu);
+            let act = swiglu(&gu, self.width);
+            e.down.matmul_serial(&act, m, &mut out);
+        }
         out
     }
 
@@ -144,6 +152,7 @@ impl MoeWeights {
                 let active: Vec<usize> = (0..self.experts.len())
                     .filter(|e| !buckets[*e].is_empty())
                     .collect();
+                let split = active.len() < 2 * rayon::current_num_threads();
                 let results: Vec<Vec<f32>> = active
                     .par_iter()
                     .map(|e| {
@@ -152,7 +161,7 @@ impl MoeWeights {
                         for (row, _) in rows {
                             xe.extend_from_slice(&x[row * h..(row + 1) * h]);
                         }
-                        self.expert_forward(*e, &xe, rows.len())
+                        self.expert_forward(*e, &xe, rows.len(), split)
                     })
                     .collect();
                 // Experts in increasing id: each row accumulates in the same order as per-token.
@@ -173,7 +182,7 @@ impl MoeWeights {
                     let xr = &x[row * h..(row + 1) * h];
                     let results: Vec<Vec<f32>> = r
                         .par_iter()
-                        .map(|(e, _)| self.expert_forward(*e, xr, 1))
+                        .map(|(e, _)| self.expert_forward(*e, xr, 1, false))
                         .collect();
                     for ((_, w), res) in r.iter().zip(&results) {
                         for (o, v) in out[row * h..(row + 1) * h].iter_mut().zip(res) {
