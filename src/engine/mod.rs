@@ -9,6 +9,8 @@
 //! the run started. Statistics are not computed here: `engine/` knows nothing of statistics or
 //! export.
 
+pub mod reference;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,434 @@
+//! The `[engine]` preset table and the instantiated dimensions of the reference engine.
+//!
+//! The reference engine runs the *architecture* of the preset's model at CPU size: it keeps what
+//! drives serving behaviour (expert count and top-k, so routing spreads tokens over experts as
+//! the real model does; the query:KV head ratio, so GQA reads the same share of KV) and shrinks
+//! what only scales cost (hidden size, layers, expert width, vocabulary).
+
+use serde::Deserialize;
+
+use crate::engine::EngineError;
+
+/// `[engine]` table of a preset. Every field is optional; unset fields take the per-architecture
+/// CPU-sized defaults of [`EngineSpec::resolve`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineTable {
+    /// Engine kind; only `reference` (the default) exists so far.
+    pub kind: Option<String>,
+    /// Model width.
+    pub hidden_size: Option<usize>,
+    /// Decoder layers.
+    pub num_layers: Option<usize>,
+    /// Query heads.
+    pub num_heads: Option<usize>,
+    /// Key/value heads (GQA); must divide `num_heads`.
+    pub num_kv_heads: Option<usize>,
+    /// Per-head width; defaults to `hidden_size / num_heads` when only those are given.
+    pub head_dim: Option<usize>,
+    /// Routed experts per MoE layer (`qwen3_moe` only).
+    pub num_experts: Option<usize>,
+    /// Experts each token is routed to (`qwen3_moe` only).
+    pub experts_per_token: Option<usize>,
+    /// Width of one expert's SwiGLU (`qwen3_moe` only).
+    pub moe_intermediate_size: Option<usize>,
+    /// Width of the dense SwiGLU MLP (`qwen2` only).
+    pub intermediate_size: Option<usize>,
+    /// Vocabulary size (lm_head rows).
+    pub vocab_size: Option<usize>,
+    /// GPTQ group size (input features per scale/zero pair); a multiple of 32.
+    pub quant_group_size: Option<usize>,
+    /// Seed of the synthetic weights.
+    pub weight_seed: Option<u64>,
+    /// Worker threads for matmuls and attention (default: available parallelism).
+    pub threads: Option<usize>,
+    /// Activation/KV storage: `fp32` (default) or `fp16`.
+    pub dtype: Option<String>,
+}
+
+impl EngineTable {
+    /// Parses a raw `[engine]` table (as kept by the preset loader) with unknown keys rejected.
+    pub fn from_toml(table: &toml::Table) -> Result<EngineTable, EngineError> {
+        toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                EngineError::Config(format!("invalid [engine] table: {}", e.message().trim()))
+            })
+    }
+}
+
+/// Supported architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Qwen3-MoE: GQA with per-head q/k RMSNorm, RoPE, routed SwiGLU experts.
+    Qwen3Moe,
+    /// Qwen2: GQA with QKV bias, RoPE, dense SwiGLU MLP.
+    Qwen2,
+}
+
+impl Architecture {
+    /// Name as it appears in model capabilities.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Qwen3Moe => "qwen3_moe",
+            Architecture::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// Storage type of activations between layers and of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    /// f32 everywhere.
+    Fp32,
+    /// f16 storage (`half`), f32 arithmetic.
+    Fp16,
+}
+
+impl Dtype {
+    /// `fp32` / `fp16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::Fp32 => "fp32",
+            Dtype::Fp16 => "fp16",
+        }
+    }
+}
+
+/// Fully resolved dimensions of a reference engine instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSpec {
+    /// Architecture.
+    pub architecture: Architecture,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// KV heads.
+    pub num_kv_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// Routed experts (0 for dense models).
+    pub num_experts: usize,
+    /// Experts per token (0 for dense models).
+    pub experts_per_token: usize,
+    /// Expert SwiGLU width (0 for dense models).
+    pub moe_intermediate_size: usize,
+    /// Dense MLP width (0 for MoE models).
+    pub intermediate_size: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// GPTQ group size.
+    pub quant_group_size: usize,
+    /// Weight seed.
+    pub weight_seed: u64,
+    /// Worker threads.
+    pub threads: usize,
+    /// Storage dtype.
+    pub dtype: Dtype,
+    /// The real model's context length (the `model_max` that bounds `FERRUM_KV_CAPACITY`).
+    pub max_context_len: usize,
+    /// RoPE base.
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+}
+
+/// Default seed of the synthetic weights.
+pub const DEFAULT_WEIGHT_SEED: u64 = 0x5eed_2026;
+
+impl EngineSpec {
+    /// Resolves the table over the CPU-sized defaults of `architecture` and validates the result.
+    pub fn resolve(
+        table: Option<&EngineTable>,
+        architecture: &str,
+    ) -> Result<EngineSpec, EngineError> {
+        let empty = EngineTable::default();
+        let t = table.unwrap_or(&empty);
+        if let Some(kind) = &t.kind {
+            if kind != "reference" {
+                return Err(EngineError::Config(format!(
+                    "unknown engine kind `{kind}` in [engine]: only `reference` is available"
+                )));
+            }
+        }
+        let mut spec = match architecture {
+            // Real Qwen3-30B-A3B: hidden 2048, 48 layers, 32 query heads, 4 KV heads, head_dim
+            // 128, 128 experts, top-8, moe_intermediate 768, vocab 151936, context 40960,
+            // GPTQ group 128. CPU size keeps 128 experts / top-8 and the 32:4 head ratio; sized so
+            // a 64-request random-256/128 run at c=32 takes seconds on two cores.
+            "qwen3_moe" => EngineSpec {
+                architecture: Architecture::Qwen3Moe,
+                hidden_size: 256,
+                num_layers: 4,
+                num_heads: 32,
+                num_kv_heads: 4,
+                head_dim: 8,
+                num_experts: 128,
+                experts_per_token: 8,
+                moe_intermediate_size: 128,
+                intermediate_size: 0,
+                // vocab/hidden = 64, close to the real 151936/2048 ≈ 74: the lm_head share of
+                // decode work stays realistic.
+                vocab_size: 16384,
+                quant_group_size: 128,
+                weight_seed: DEFAULT_WEIGHT_SEED,
+                threads: default_threads(),
+                dtype: Dtype::Fp32,
+                max_context_len: 40960,
+                rope_theta: 1_000_000.0,
+                rms_eps: 1e-6,
+            },
+            // Real Qwen2.5-72B: hidden 8192, 80 layers, 64 query heads, 8 KV heads, head_dim
+            // 128, dense intermediate 29568, vocab 152064, context 32768, GPTQ group 128.
+            // CPU size keeps the 64:8 head ratio and an even layer count for two-stage splits.
+            "qwen2" => EngineSpec {
+                architecture: Architecture::Qwen2,
+                hidden_size: 512,
+                num_layers: 8,
+                num_heads: 64,
+                num_kv_heads: 8,
+                head_dim: 16,
+                num_experts: 0,
+                experts_per_token: 0,
+                moe_intermediate_size: 0,
+                intermediate_size: 1792,
+                vocab_size: 8192,
+                quant_group_size: 128,
+                weight_seed: DEFAULT_WEIGHT_SEED,
+                threads: default_threads(),
+                dtype: Dtype::Fp32,
+                max_context_len: 32768,
+                rope_theta: 1_000_000.0,
+                rms_eps: 1e-6,
+            },
+            other => {
+                return Err(EngineError::Config(format!(
+                    "unsupported model architecture `{other}` for the reference engine: expected qwen3_moe or qwen2"
+                )))
+            }
+        };
+        let moe = spec.architecture == Architecture::Qwen3Moe;
+        let arch = spec.architecture.name();
+        let not_for = |field: &str| {
+            EngineError::Config(format!(
+                "[engine] `{field}` does not apply to architecture {arch}: remove it"
+            ))
+        };
+        if let Some(v) = t.hidden_size {
+            spec.hidden_size = v;
+        }
+        if let Some(v) = t.num_layers {
+            spec.num_layers = v;
+        }
+        if let Some(v) = t.num_heads {
+            spec.num_heads = v;
+        }
+        if let Some(v) = t.num_kv_heads {
+            spec.num_kv_heads = v;
+        }
+        match t.head_dim {
+            Some(v) => spec.head_dim = v,
+            // Only hidden/heads given: derive the head width as the HF configs do.
+            None if t.hidden_size.is_some() || t.num_heads.is_some() => {
+                if spec.num_heads == 0 || spec.hidden_size % spec.num_heads != 0 {
+                    return Err(EngineError::Config(format!(
+                        "[engine] hidden_size {} is not divisible by num_heads {}: set head_dim explicitly",
+                        spec.hidden_size, spec.num_heads
+                    )));
+                }
+                spec.head_dim = spec.hidden_size / spec.num_heads;
+            }
+            None => {}
+        }
+        if moe {
+            if let Some(v) = t.num_experts {
+                spec.num_experts = v;
+            }
+            if let Some(v) = t.experts_per_token {
+                spec.experts_per_token = v;
+            }
+            if let Some(v) = t.moe_intermediate_size {
+                spec.moe_intermediate_size = v;
+            }
+            if t.intermediate_size.is_some() {
+                return Err(not_for("intermediate_size"));
+            }
+        } else {
+            if let Some(v) = t.intermediate_size {
+                spec.intermediate_size = v;
+            }
+            for (name, set) in [
+                ("num_experts", t.num_experts.is_some()),
+                ("experts_per_token", t.experts_per_token.is_some()),
+                ("moe_intermediate_size", t.moe_intermediate_size.is_some()),
+            ] {
+                if set {
+                    return Err(not_for(name));
+                }
+            }
+        }
+        if let Some(v) = t.vocab_size {
+            spec.vocab_size = v;
+        }
+        if let Some(v) = t.quant_group_size {
+            spec.quant_group_size = v;
+        }
+        if let Some(v) = t.weight_seed {
+            spec.weight_seed = v;
+        }
+        if let Some(v) = t.threads {
+            spec.threads = v;
+        }
+        if let Some(d) = &t.dtype {
+            spec.dtype = match d.as_str() {
+                "fp32" => Dtype::Fp32,
+                "fp16" => Dtype::Fp16,
+                other => {
+                    return Err(EngineError::Config(format!(
+                        "invalid value `{other}` for [engine] dtype: expected fp32 or fp16"
+                    )))
+                }
+            };
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks the dimensions are instantiable.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |msg: String| Err(EngineError::Config(format!("[engine] {msg}")));
+        let moe = self.architecture == Architecture::Qwen3Moe;
+        let mut positive = vec![
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("num_kv_heads", self.num_kv_heads),
+            ("head_dim", self.head_dim),
+            ("vocab_size", self.vocab_size),
+            ("quant_group_size", self.quant_group_size),
+            ("threads", self.threads),
+        ];
+        if moe {
+            positive.extend([
+                ("num_experts", self.num_experts),
+                ("experts_per_token", self.experts_per_token),
+                ("moe_intermediate_size", self.moe_intermediate_size),
+            ]);
+        } else {
+            positive.push(("intermediate_size", self.intermediate_size));
+        }
+        for (name, v) in positive {
+            if v == 0 {
+                return bad(format!("`{name}` must be greater than 0"));
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return bad(format!(
+                "num_heads {} is not a multiple of num_kv_heads {}: grouped-query attention needs whole groups",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return bad(format!(
+                "head_dim {} must be even for rotary embeddings",
+                self.head_dim
+            ));
+        }
+        if self.quant_group_size % super::int4::PACK_BLOCK != 0 {
+            return bad(format!(
+                "quant_group_size {} must be a multiple of 32",
+                self.quant_group_size
+            ));
+        }
+        let mut in_features = vec![
+            ("hidden_size", self.hidden_size),
+            ("num_heads × head_dim", self.num_heads * self.head_dim),
+        ];
+        if moe {
+            in_features.push(("moe_intermediate_size", self.moe_intermediate_size));
+            if self.experts_per_token > self.num_experts {
+                return bad(format!(
+                    "experts_per_token {} exceeds num_experts {}",
+                    self.experts_per_token, self.num_experts
+                ));
+            }
+        } else {
+            in_features.push(("intermediate_size", self.intermediate_size));
+        }
+        for (name, v) in in_features {
+            if v % self.quant_group_size != 0 {
+                return bad(format!(
+                    "quant_group_size {} does not divide {name} = {v}: choose a group size that divides every matmul's input width",
+                    self.quant_group_size
+                ));
+            }
+        }
+        if self.vocab_size > u32::MAX as usize {
+            return bad(format!(
+                "vocab_size {} does not fit token ids (u32)",
+                self.vocab_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Available parallelism (1 if unknown).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(src: &str) -> Result<EngineTable, EngineError> {
+        EngineTable::from_toml(&src.parse::<toml::Table>().unwrap())
+    }
+
+    #[test]
+    fn defaults_keep_real_routing_and_head_ratio() {
+        let m3 = EngineSpec::resolve(None, "qwen3_moe").unwrap();
+        assert_eq!((m3.num_experts, m3.experts_per_token), (128, 8));
+        assert_eq!(m3.num_heads / m3.num_kv_heads, 32 / 4);
+        let q2 = EngineSpec::resolve(None, "qwen2").unwrap();
+        assert_eq!(q2.num_heads / q2.num_kv_heads, 64 / 8);
+        assert_eq!(q2.num_experts, 0);
+    }
+
+    #[test]
+    fn table_overrides_and_validates() {
+        let t = table("hidden_size = 256\nnum_heads = 16\nnum_kv_heads = 4\nweight_seed = 9\ndtype = \"fp16\"").unwrap();
+        let s = EngineSpec::resolve(Some(&t), "qwen3_moe").unwrap();
+        assert_eq!(
+            (s.hidden_size, s.head_dim, s.weight_seed, s.dtype),
+            (256, 16, 9, Dtype::Fp16)
+        );
+
+        let err = |src: &str, arch: &str| {
+            EngineSpec::resolve(Some(&table(src).unwrap()), arch)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("num_kv_heads = 5", "qwen3_moe").contains("not a multiple of num_kv_heads 5"));
+        assert!(err("quant_group_size = 48", "qwen3_moe").contains("must be a multiple of 32"));
+        assert!(err("quant_group_size = 256", "qwen3_moe").contains("does not divide"));
+        assert!(err("num_experts = 8", "qwen2").contains("does not apply to architecture qwen2"));
+        assert!(err("experts_per_token = 200", "qwen3_moe").contains("exceeds num_experts"));
+        assert!(err("dtype = \"bf16\"", "qwen2").contains("expected fp32 or fp16"));
+        assert!(err("kind = \"http\"", "qwen2").contains("unknown engine kind `http`"));
+        assert!(EngineSpec::resolve(None, "llama")
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported model architecture `llama`"));
+        assert!(table("hiden_size = 3")
+            .unwrap_err()
+            .to_string()
+            .contains("hiden_size"));
+    }
+}
