@@ -28,6 +28,8 @@ use crate::config::capabilities::{
     WorkloadPriority, WorkloadProfile,
 };
 use crate::config::knobs::{KnobError, Registry};
+use crate::engine::reference::spec::EngineTable;
+use crate::sweep::{RunTable, SweepTable};
 
 /// Preset loading errors; every message names the file (and line when known) and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +111,12 @@ pub struct Preset {
     pub workload_overrides: WorkloadOverrides,
     /// `[env]` knob values in file order.
     pub env: Vec<PresetKnob>,
-    /// `[engine]` table, read by the engine stage.
-    pub engine: Option<toml::Table>,
-    /// `[run]` table, read by the run stage.
-    pub run: Option<toml::Table>,
-    /// `[sweep]` table, read by the sweep stage.
-    pub sweep: Option<toml::Table>,
+    /// `[engine]` table: the engine kind and its instantiated dimensions.
+    pub engine: Option<EngineTable>,
+    /// `[run]` table: workload, load, repeats, seed, SLO.
+    pub run: Option<RunTable>,
+    /// `[sweep]` table: knob lists, load axes, exclusions.
+    pub sweep: Option<SweepTable>,
 }
 
 /// Hardware fields a preset may override.
@@ -190,9 +192,9 @@ struct PresetFile {
     hardware: Option<HardwareTable>,
     workload: Option<WorkloadTable>,
     env: Option<BTreeMap<String, Spanned<toml::Value>>>,
-    engine: Option<toml::Table>,
-    run: Option<toml::Table>,
-    sweep: Option<toml::Table>,
+    engine: Option<EngineTable>,
+    run: Option<RunTable>,
+    sweep: Option<SweepTable>,
 }
 
 #[derive(Debug, Deserialize)]

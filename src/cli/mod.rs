@@ -1,9 +1,12 @@
 //! Command line: clap derive types and dispatch. Only this module touches clap; every
 //! subcommand's options live in their own file and call into the library.
 
+mod common;
 mod knobs;
 pub mod merge;
 mod resolve;
+mod run;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +24,10 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run every cell of a sweep on the full engine and write results.
+    Sweep(sweep::Args),
+    /// Run one cell (the preset plus --set) on the full engine and write results.
+    Run(run::Args),
     /// Resolve a preset into Ferrum's effective configuration and decision trace.
     Resolve(resolve::Args),
     /// List every registered FERRUM_* knob.
@@ -57,6 +64,8 @@ pub fn main_entry() -> i32 {
 
 fn dispatch(command: Command) -> Result<i32, Error> {
     match command {
+        Command::Sweep(args) => sweep::run(args),
+        Command::Run(args) => run::run(args),
         Command::Resolve(args) => resolve::run(args),
         Command::Knobs(args) => knobs::run(args),
         Command::Merge(args) => merge::run(args),

@@ -1,0 +1,178 @@
+//! Options shared by `run` and `sweep`.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+use crate::error::Error;
+use crate::orchestrate::{Choices, Outcome, Ran};
+use crate::report;
+use crate::sweep::RunOverrides;
+
+/// How the preset is resolved.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResolveOpts {
+    /// Override a knob for every cell: `--set FERRUM_MAX_BATCHED_TOKENS=1024` (source `cli`).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
+    pub set: Vec<(String, String)>,
+    /// Hardware profile replacing the preset's: rtx4090, cpu, unknown, auto.
+    #[arg(long)]
+    pub hardware: Option<String>,
+    /// Ignore FERRUM_* variables in this process's environment.
+    #[arg(long)]
+    pub no_inherit_env: bool,
+    /// Warn about unknown FERRUM_* names instead of failing.
+    #[arg(long)]
+    pub allow_unknown_knobs: bool,
+}
+
+/// Workload and load overrides of the preset's `[run]` table.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadOpts {
+    /// Closed loop with C requests in flight.
+    #[arg(long, conflicts_with = "request_rate")]
+    pub concurrency: Option<usize>,
+    /// Open loop at R requests/s (Poisson, or gamma with the preset's burstiness).
+    #[arg(long)]
+    pub request_rate: Option<f64>,
+    /// Measured requests per repeat.
+    #[arg(long)]
+    pub requests: Option<usize>,
+    /// Warmup requests per repeat (run, not measured).
+    #[arg(long)]
+    pub warmup_requests: Option<usize>,
+    /// Repeats per cell.
+    #[arg(long)]
+    pub repeats: Option<u32>,
+    /// Base seed of the workload and arrivals.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fewer requests (16 + 2 warmup) and one repeat.
+    #[arg(long)]
+    pub quick: bool,
+    /// Record one line per engine step in each cell's steps.jsonl.
+    #[arg(long)]
+    pub steps: bool,
+}
+
+/// Output options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputOpts {
+    /// Results root; each run gets `<out>/<run_id>/`.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// No progress bars: one plain line per cell on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Final report on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Final report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Ranked table.
+    Table,
+    /// JSON object with the run directory and one entry per cell.
+    Json,
+}
+
+/// Fill the shared parts of [`Choices`].
+pub fn choices(
+    preset: PathBuf,
+    resolve: ResolveOpts,
+    load: LoadOpts,
+    output: &OutputOpts,
+) -> Choices {
+    Choices {
+        preset,
+        set: resolve.set,
+        hardware: resolve.hardware,
+        inherit_env: !resolve.no_inherit_env,
+        allow_unknown_knobs: resolve.allow_unknown_knobs,
+        run: RunOverrides {
+            concurrency: load.concurrency,
+            request_rate: load.request_rate,
+            requests: load.requests,
+            warmup_requests: load.warmup_requests,
+            repeats: load.repeats,
+            seed: load.seed,
+            quick: load.quick,
+        },
+        record_steps: load.steps,
+        out: output.out.clone(),
+        quiet: output.quiet,
+        ..Choices::default()
+    }
+}
+
+/// Print the outcome and return the exit code.
+pub fn finish(outcome: Outcome, format: Format) -> Result<i32, Error> {
+    match outcome {
+        Outcome::DryRun(listing) => {
+            super::print_stdout(&listing)?;
+            Ok(crate::error::EXIT_OK)
+        }
+        Outcome::Ran(ran) => {
+            let text = match format {
+                Format::Table => table_report(&ran),
+                Format::Json => json_report(&ran),
+            };
+            super::print_stdout(&text)?;
+            if ran.summary.interrupted {
+                eprintln!(
+                    "interrupted: rerun with `--resume {}` to finish the remaining cells",
+                    ran.dir.display()
+                );
+            } else if ran.summary.budget_exhausted {
+                eprintln!(
+                    "time budget reached: {} cell(s) left; continue with `--resume {}`",
+                    ran.summary.pending,
+                    ran.dir.display()
+                );
+            }
+            Ok(ran.exit_code())
+        }
+    }
+}
+
+fn table_report(ran: &Ran) -> String {
+    format!(
+        "{}\nresults: {}\n",
+        report::ranked_table(&ran.rows),
+        ran.dir.display()
+    )
+}
+
+fn json_report(ran: &Ran) -> String {
+    let cells: Vec<serde_json::Value> = ran
+        .rows
+        .iter()
+        .map(|row| {
+            let aggregate = row.stats.as_ref().map(|s| &s.aggregate);
+            serde_json::json!({
+                "name": row.name,
+                "key": row.key,
+                "status": row.status,
+                "reason": row.reason,
+                "knobs": row.knobs,
+                "load": row.load,
+                "aggregate": aggregate,
+            })
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({
+        "run_dir": ran.dir.display().to_string(),
+        "completed": ran.summary.completed,
+        "already_complete": ran.summary.already_complete,
+        "skipped": ran.summary.skipped,
+        "failed": ran.summary.failed,
+        "interrupted": ran.summary.interrupted,
+        "pending": ran.summary.pending,
+        "cells": cells,
+    }))
+    .unwrap_or_default();
+    text.push('\n');
+    text
+}

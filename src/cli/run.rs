@@ -1,0 +1,31 @@
+//! `ferrum-bench run`: one cell (the preset's knobs plus `--set`), repeated and measured.
+
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::orchestrate;
+
+use super::common::{self, LoadOpts, OutputOpts, ResolveOpts};
+
+/// Options of `run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Preset file (TOML).
+    pub preset: PathBuf,
+    #[command(flatten)]
+    resolve: ResolveOpts,
+    #[command(flatten)]
+    load: LoadOpts,
+    #[command(flatten)]
+    output: OutputOpts,
+}
+
+/// Run one cell.
+pub fn run(args: Args) -> Result<i32, Error> {
+    let mut choices = common::choices(args.preset, args.resolve, args.load, &args.output);
+    choices.single_cell = true;
+    let stop = crate::sweep::install_ctrlc()
+        .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
+    let (_, outcome) = orchestrate::run(&choices, &stop)?;
+    common::finish(outcome, args.output.format)
+}

@@ -1,0 +1,60 @@
+//! `ferrum-bench sweep`: every cell of the preset's (or a file's) sweep, resolved, run,
+//! repeated and written down; resumable and shardable.
+
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::orchestrate;
+use crate::sweep::{parse_duration, Shard};
+
+use super::common::{self, LoadOpts, OutputOpts, ResolveOpts};
+
+/// Options of `sweep`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Preset file (TOML).
+    pub preset: PathBuf,
+    /// Sweep file replacing the preset's [sweep] table (see sweeps/).
+    #[arg(long)]
+    sweep: Option<PathBuf>,
+    /// Continue a run directory: only cells without a complete stats.json run.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Run the deterministic shard I of N (cells i with i mod N = I-1).
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+    /// List the cells (and the ones the resolver would skip) with a duration estimate.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop cleanly between cells once this much time is used: 90s, 10m, 1h.
+    #[arg(long, value_parser = parse_budget)]
+    time_budget: Option<std::time::Duration>,
+    #[command(flatten)]
+    resolve: ResolveOpts,
+    #[command(flatten)]
+    load: LoadOpts,
+    #[command(flatten)]
+    output: OutputOpts,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text).map_err(|err| err.to_string())
+}
+
+fn parse_budget(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text).map_err(|err| err.to_string())
+}
+
+/// Run the sweep.
+pub fn run(args: Args) -> Result<i32, Error> {
+    let mut choices = common::choices(args.preset, args.resolve, args.load, &args.output);
+    choices.sweep_file = args.sweep;
+    choices.resume = args.resume;
+    choices.shard = args.shard;
+    choices.dry_run = args.dry_run;
+    choices.time_budget = args.time_budget;
+    let stop = crate::sweep::install_ctrlc()
+        .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
+    let (_, outcome) = orchestrate::run(&choices, &stop)?;
+    common::finish(outcome, args.output.format)
+}
