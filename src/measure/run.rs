@@ -11,7 +11,8 @@ use super::{
     RequestRecord,
 };
 use crate::engine::{
-    Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, RunOptions, StepRecord,
+    Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, RequestStatus, RunOptions,
+    StepRecord,
 };
 use crate::stats::Slo;
 use crate::workload::{self, TokenSpace, WorkloadError, WorkloadSpec};
@@ -112,6 +113,18 @@ pub enum MeasureError {
         /// What is wrong.
         detail: String,
     },
+    /// Not one measured request of a repeat succeeded: there is nothing to measure.
+    #[error(
+        "repeat {repeat}: no request succeeded ({failed} unsuccessful); first: {first_reason}"
+    )]
+    NothingSucceeded {
+        /// Repeat index.
+        repeat: u32,
+        /// Unsuccessful requests.
+        failed: usize,
+        /// The first request's rejection or failure reason.
+        first_reason: String,
+    },
     /// The stop flag was raised (Ctrl-C or budget) before the cell finished.
     #[error("interrupted after {completed_repeats} complete repeat(s)")]
     Interrupted {
@@ -210,6 +223,19 @@ pub fn run_repeats(
                 source,
             })?;
         check_output(repeat, &w.measured, &out.requests)?;
+        if !out.requests.is_empty() && out.requests.iter().all(|t| !t.status.is_ok()) {
+            let first_reason = match &out.requests[0].status {
+                RequestStatus::Rejected { reason } | RequestStatus::Failed { reason } => {
+                    reason.clone()
+                }
+                RequestStatus::Ok => String::new(),
+            };
+            return Err(MeasureError::NothingSucceeded {
+                repeat,
+                failed: out.requests.len(),
+                first_reason,
+            });
+        }
         let records: Vec<RequestRecord> = out
             .requests
             .iter()

@@ -4,6 +4,7 @@
 mod knobs;
 mod merge;
 mod resolve;
+mod sweep;
 
 use assert_cmd::Command;
 
