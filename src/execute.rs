@@ -122,6 +122,8 @@ pub fn execute(
             continue;
         }
         if stop.load(Ordering::SeqCst) || summary.interrupted {
+            // A stop between cells leaves the rest pending; it is still an interruption.
+            summary.interrupted = true;
             summary.pending += 1;
             continue;
         }
