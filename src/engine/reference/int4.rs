@@ -188,7 +188,7 @@ impl Int4Matrix {
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
                 if m <= SMALL_M {
-                    self.tile_small_m(x, m, r0, r1, dst, &mut s);
+                    self.tile_small_m(x, m, r0, r1, dst);
                 } else {
                     self.tile_gemm(x, m, r0, r1, dst, &mut s);
                 }
@@ -237,25 +237,26 @@ impl Int4Matrix {
         self.rows.div_ceil(threads * 8).max(16)
     }
 
-    /// Rows `r0..r1` for `m ≤ SMALL_M`: dequantise a row once, dot it with every activation row.
+    /// Rows `r0..r1` for `m ≤ SMALL_M`: a fused dequantise-and-dot kernel per row (a GEMV for
+    /// `m = 1`), each weight block unpacked once per chunk of four activation rows.
     /// `dst` is `m × (r1 − r0)`.
-    fn tile_small_m(
-        &self,
-        x: &[f32],
-        m: usize,
-        r0: usize,
-        r1: usize,
-        dst: &mut [f32],
-        s: &mut Vec<f32>,
-    ) {
+    fn tile_small_m(&self, x: &[f32], m: usize, r0: usize, r1: usize, dst: &mut [f32]) {
         let k = self.cols;
         let len = r1 - r0;
-        s.resize(k, 0.0);
-        for r in r0..r1 {
-            kernels::dequant_rows(self, r, 1, &mut s[..k]);
-            for mi in 0..m {
-                dst[mi * len + (r - r0)] = kernels::dot(&s[..k], &x[mi * k..(mi + 1) * k]);
+        // Activation rows in chunks of up to 4: each chunk's accumulators stay in registers,
+        // and every weight block is dequantised once per chunk (once in total for m ≤ 4).
+        let mut m0 = 0;
+        while m0 < m {
+            let c = (m - m0).min(4);
+            let xs = &x[m0 * k..(m0 + c) * k];
+            let mut out = [0f32; 4];
+            for r in r0..r1 {
+                kernels::fused_rows(self, r, xs, c, &mut out);
+                for (j, v) in out[..c].iter().enumerate() {
+                    dst[(m0 + j) * len + (r - r0)] = *v;
+                }
             }
+            m0 += c;
         }
     }
 
@@ -397,13 +398,13 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     kernels::dot(a, b)
 }
 
-/// The hand-written inner loops, compiled twice: once with AVX2+FMA (chosen at run time when the
-/// CPU has them) and once for the baseline target.
+/// The hand-written inner loops: AVX2+FMA intrinsics (chosen at run time when the CPU has them)
+/// and portable fallbacks for every other target.
 mod kernels {
     use super::{Int4Matrix, PACK_BLOCK};
 
     #[inline(always)]
-    fn dot_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    pub(super) fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = [0f32; 16];
         let body = n / 16 * 16;
@@ -412,11 +413,7 @@ mod kernels {
             let ca: &[f32; 16] = ca.try_into().expect("chunk of 16");
             let cb: &[f32; 16] = cb.try_into().expect("chunk of 16");
             for l in 0..16 {
-                acc[l] = if FMA {
-                    ca[l].mul_add(cb[l], acc[l])
-                } else {
-                    acc[l] + ca[l] * cb[l]
-                };
+                acc[l] += ca[l] * cb[l];
             }
         }
         let mut tail = 0f32;
@@ -435,7 +432,7 @@ mod kernels {
     }
 
     #[inline(always)]
-    fn dequant_impl<const FMA: bool>(w: &Int4Matrix, r0: usize, rows: usize, out: &mut [f32]) {
+    pub(super) fn dequant_impl(w: &Int4Matrix, r0: usize, rows: usize, out: &mut [f32]) {
         let k = w.cols;
         let groups = k / w.group;
         let blocks_per_group = w.group / PACK_BLOCK;
@@ -460,11 +457,11 @@ mod kernels {
                     let mut vals = [0f32; PACK_BLOCK];
                     for i in 0..16 {
                         let q = (bytes[i] & 0x0f) as f32;
-                        vals[i] = if FMA { q.mul_add(s, o) } else { q * s + o };
+                        vals[i] = q * s + o;
                     }
                     for i in 0..16 {
                         let q = (bytes[i] >> 4) as f32;
-                        vals[16 + i] = if FMA { q.mul_add(s, o) } else { q * s + o };
+                        vals[16 + i] = q * s + o;
                     }
                     *dst = vals;
                 }
@@ -475,13 +472,90 @@ mod kernels {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        dot_impl::<true>(a, b)
+        use std::arch::x86_64::*;
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY (loads): i + 16 ≤ n ≤ len of both slices.
+        while i + 16 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                acc1,
+            );
+            i += 16;
+        }
+        let mut tail = 0f32;
+        for j in i..n {
+            tail += a[j] * b[j];
+        }
+        hsum(_mm256_add_ps(acc0, acc1)) + tail
+    }
+
+    /// Sum of the eight lanes, pairwise.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
+        use std::arch::x86_64::*;
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+        ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6]))
+            + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
+    }
+
+    /// Unpacks one 16-byte block into four vectors of dequantised weights
+    /// (values 0–7, 8–15 from the low nibbles; 16–23, 24–31 from the high nibbles).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn unpack_block(
+        bytes: *const u8,
+        scale: std::arch::x86_64::__m256,
+        offset: std::arch::x86_64::__m256,
+    ) -> [std::arch::x86_64::__m256; 4] {
+        use std::arch::x86_64::*;
+        let raw = _mm_loadu_si128(bytes as *const __m128i);
+        let mask = _mm_set1_epi8(0x0f);
+        let lo = _mm_and_si128(raw, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+        let f = |v: __m128i| {
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), scale, offset)
+        };
+        [
+            f(lo),
+            f(_mm_srli_si128(lo, 8)),
+            f(hi),
+            f(_mm_srli_si128(hi, 8)),
+        ]
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dequant_avx2(w: &Int4Matrix, r0: usize, rows: usize, out: &mut [f32]) {
-        dequant_impl::<true>(w, r0, rows, out)
+        use std::arch::x86_64::*;
+        let k = w.cols;
+        let groups = k / w.group;
+        let blocks_per_group = w.group / PACK_BLOCK;
+        for r in r0..r0 + rows {
+            let row_out = &mut out[(r - r0) * k..(r - r0 + 1) * k];
+            let row_packed = &w.packed[r * k / 2..(r + 1) * k / 2];
+            for g in 0..groups {
+                let sc = _mm256_set1_ps(w.scales[r * groups + g]);
+                let of = _mm256_set1_ps(w.offsets[r * groups + g]);
+                for b in 0..blocks_per_group {
+                    let blk = g * blocks_per_group + b;
+                    // In bounds: the row holds k/2 bytes and k values, blk < k/32.
+                    let v = unpack_block(row_packed[blk * 16..].as_ptr(), sc, of);
+                    let dst = row_out[blk * PACK_BLOCK..(blk + 1) * PACK_BLOCK].as_mut_ptr();
+                    for (q, vec) in v.iter().enumerate() {
+                        _mm256_storeu_ps(dst.add(q * 8), *vec);
+                    }
+                }
+            }
+        }
     }
 
     #[inline]
@@ -503,7 +577,111 @@ mod kernels {
             // SAFETY: the CPU supports avx2 and fma (checked just above).
             return unsafe { dot_avx2(a, b) };
         }
-        dot_impl::<false>(a, b)
+        dot_impl(a, b)
+    }
+
+    /// Portable fused dequantise-and-dot of row `r` against `c ≤ 4` activation rows `xs`
+    /// (`c × cols`): each 32-value block is unpacked once and applied to every row.
+    pub(super) fn fused_portable(
+        w: &Int4Matrix,
+        r: usize,
+        xs: &[f32],
+        c: usize,
+        out: &mut [f32; 4],
+    ) {
+        let k = w.cols;
+        let groups = k / w.group;
+        let blocks_per_group = w.group / PACK_BLOCK;
+        let row_packed = &w.packed[r * k / 2..(r + 1) * k / 2];
+        let mut acc = [[0f32; 16]; 4];
+        for g in 0..groups {
+            let sc = w.scales[r * groups + g];
+            let of = w.offsets[r * groups + g];
+            for b in 0..blocks_per_group {
+                let blk = g * blocks_per_group + b;
+                let bytes = &row_packed[blk * 16..blk * 16 + 16];
+                let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
+                for i in 0..16 {
+                    lo[i] = (bytes[i] & 0x0f) as f32 * sc + of;
+                    hi[i] = (bytes[i] >> 4) as f32 * sc + of;
+                }
+                for (j, a) in acc[..c].iter_mut().enumerate() {
+                    let xb = &xs[j * k + blk * PACK_BLOCK..j * k + (blk + 1) * PACK_BLOCK];
+                    for i in 0..16 {
+                        a[i] += lo[i] * xb[i] + hi[i] * xb[16 + i];
+                    }
+                }
+            }
+        }
+        for (j, a) in acc[..c].iter_mut().enumerate() {
+            let mut wdt = 8;
+            while wdt > 0 {
+                for l in 0..wdt {
+                    a[l] += a[l + wdt];
+                }
+                wdt /= 2;
+            }
+            out[j] = a[0];
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fused_avx2(w: &Int4Matrix, r: usize, xs: &[f32], c: usize, out: &mut [f32; 4]) {
+        match c {
+            1 => fused_avx2_c::<1>(w, r, xs, out),
+            2 => fused_avx2_c::<2>(w, r, xs, out),
+            3 => fused_avx2_c::<3>(w, r, xs, out),
+            _ => fused_avx2_c::<4>(w, r, xs, out),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fused_avx2_c<const C: usize>(
+        w: &Int4Matrix,
+        r: usize,
+        xs: &[f32],
+        out: &mut [f32; 4],
+    ) {
+        use std::arch::x86_64::*;
+        let k = w.cols;
+        let groups = k / w.group;
+        let blocks_per_group = w.group / PACK_BLOCK;
+        let row_packed = &w.packed[r * k / 2..(r + 1) * k / 2];
+        // Two accumulators per activation row keep the FMA chains independent.
+        let mut acc = [[_mm256_setzero_ps(); 2]; C];
+        for g in 0..groups {
+            let sc = _mm256_set1_ps(w.scales[r * groups + g]);
+            let of = _mm256_set1_ps(w.offsets[r * groups + g]);
+            for b in 0..blocks_per_group {
+                let blk = g * blocks_per_group + b;
+                let v = unpack_block(row_packed[blk * 16..].as_ptr(), sc, of);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    // In bounds: the caller asserted xs holds C rows of k values.
+                    let x = xs[j * k + blk * PACK_BLOCK..].as_ptr();
+                    a[0] = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), a[0]);
+                    a[1] = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x.add(8)), a[1]);
+                    a[0] = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x.add(16)), a[0]);
+                    a[1] = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x.add(24)), a[1]);
+                }
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            out[j] = hsum(_mm256_add_ps(a[0], a[1]));
+        }
+    }
+
+    /// Row `r` dotted with `c ≤ 4` activation rows (`xs`, `c × cols`), dequantising on the fly;
+    /// results in `out[..c]`. The per-row result does not depend on `c`.
+    pub fn fused_rows(w: &Int4Matrix, r: usize, xs: &[f32], c: usize, out: &mut [f32; 4]) {
+        assert!(r < w.rows && (1..=4).contains(&c) && xs.len() >= c * w.cols);
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports avx2 and fma (checked just above).
+            return unsafe { fused_avx2(w, r, xs, c, out) };
+        }
+        fused_portable(w, r, xs, c, out)
     }
 
     /// Dequantises rows `r0..r0+rows` into `out` (`rows × cols`).
@@ -514,7 +692,7 @@ mod kernels {
             // SAFETY: the CPU supports avx2 and fma (checked just above).
             return unsafe { dequant_avx2(w, r0, rows, out) };
         }
-        dequant_impl::<false>(w, r0, rows, out)
+        dequant_impl(w, r0, rows, out)
     }
 }
 
@@ -572,6 +750,26 @@ mod tests {
                 rel_err(&got, &want)
             );
             assert!(rel_err(&got, &via_f32) < 1e-5, "m={m}");
+        }
+    }
+
+    #[test]
+    fn portable_kernels_match_the_dispatched_ones() {
+        let (rows, cols, group) = (8, 128, 64);
+        let w = Int4Matrix::quantize(&pseudo(rows * cols, 5), rows, cols, group);
+        let x = pseudo(4 * cols, 6);
+        let (mut a, mut b) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
+        kernels::dequant_impl(&w, 0, rows, &mut a);
+        kernels::dequant_rows(&w, 0, rows, &mut b);
+        assert!(rel_err(&a, &b) < 1e-6);
+        assert!(
+            (kernels::dot_impl(&a[..cols], &x[..cols]) - dot(&a[..cols], &x[..cols])).abs() < 1e-4
+        );
+        for r in 0..rows {
+            let (mut p, mut q) = ([0f32; 4], [0f32; 4]);
+            kernels::fused_portable(&w, r, &x, 4, &mut p);
+            kernels::fused_rows(&w, r, &x, 4, &mut q);
+            assert!(rel_err(&p, &q) < 1e-5, "row {r}");
         }
     }
 

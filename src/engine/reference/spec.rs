@@ -170,9 +170,9 @@ impl EngineSpec {
                 experts_per_token: 8,
                 moe_intermediate_size: 128,
                 intermediate_size: 0,
-                // vocab/hidden = 64, close to the real 151936/2048 ≈ 74: the lm_head share of
+                // vocab/hidden = 74 as in the real model (151936/2048): the lm_head share of
                 // decode work stays realistic.
-                vocab_size: 16384,
+                vocab_size: 18944,
                 quant_group_size: 128,
                 weight_seed: DEFAULT_WEIGHT_SEED,
                 threads: default_threads(),
