@@ -20,8 +20,10 @@ use rayon::prelude::*;
 /// Values per packed block (16 bytes).
 pub const PACK_BLOCK: usize = 32;
 
-/// Activation-row count up to which the row-dequant + dot kernel is used instead of sgemm.
-pub const SMALL_M: usize = 8;
+/// Activation-row count up to which the fused row kernels are used instead of sgemm: measured on
+/// AVX2/AVX-512 hardware, `matrixmultiply` only overtakes them beyond ~32 rows, because packing
+/// the whole weight matrix costs more than a few rows of multiply-adds.
+pub const SMALL_M: usize = 32;
 
 /// Rows of weights dequantised per sgemm tile.
 const GEMM_TILE_ROWS: usize = 64;
@@ -369,11 +371,18 @@ pub fn matmul_f32(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, out: &mut 
         let mut dst = vec![0f32; m * len];
         let wt = &w[r0 * k..r1 * k];
         if m <= SMALL_M {
-            for r in 0..len {
-                for mi in 0..m {
-                    dst[mi * len + r] =
-                        kernels::dot(&wt[r * k..(r + 1) * k], &x[mi * k..(mi + 1) * k]);
+            // Each weight row is loaded once per chunk of four activation rows.
+            let mut m0 = 0;
+            while m0 < m {
+                let c = (m - m0).min(4);
+                let mut o = [0f32; 4];
+                for r in 0..len {
+                    kernels::dot_rows(&wt[r * k..(r + 1) * k], &x[m0 * k..(m0 + c) * k], c, &mut o);
+                    for (j, v) in o[..c].iter().enumerate() {
+                        dst[(m0 + j) * len + r] = *v;
+                    }
                 }
+                m0 += c;
             }
         } else {
             sgemm_xwt(x, m, k, wt, len, &mut dst);
@@ -682,6 +691,55 @@ mod kernels {
             return unsafe { fused_avx2(w, r, xs, c, out) };
         }
         fused_portable(w, r, xs, c, out)
+    }
+
+    /// `w · xs[j]` for `c ≤ 4` rows `xs` (`c × w.len()`), loading `w` once; results in `out[..c]`.
+    pub fn dot_rows(w: &[f32], xs: &[f32], c: usize, out: &mut [f32; 4]) {
+        assert!((1..=4).contains(&c) && xs.len() >= c * w.len());
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports avx2 and fma (checked just above).
+            unsafe {
+                match c {
+                    1 => dot_rows_avx2::<1>(w, xs, out),
+                    2 => dot_rows_avx2::<2>(w, xs, out),
+                    3 => dot_rows_avx2::<3>(w, xs, out),
+                    _ => dot_rows_avx2::<4>(w, xs, out),
+                }
+            }
+            return;
+        }
+        let k = w.len();
+        for j in 0..c {
+            out[j] = dot_impl(w, &xs[j * k..(j + 1) * k]);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_rows_avx2<const C: usize>(w: &[f32], xs: &[f32], out: &mut [f32; 4]) {
+        use std::arch::x86_64::*;
+        let k = w.len();
+        let mut acc = [[_mm256_setzero_ps(); 2]; C];
+        let mut i = 0;
+        // In bounds: i + 16 ≤ k, and the caller asserted xs holds C rows of k values.
+        while i + 16 <= k {
+            let w0 = _mm256_loadu_ps(w.as_ptr().add(i));
+            let w1 = _mm256_loadu_ps(w.as_ptr().add(i + 8));
+            for (j, a) in acc.iter_mut().enumerate() {
+                let x = xs.as_ptr().add(j * k + i);
+                a[0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), a[0]);
+                a[1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), a[1]);
+            }
+            i += 16;
+        }
+        for (j, a) in acc.iter().enumerate() {
+            let mut tail = 0f32;
+            for t in i..k {
+                tail += w[t] * xs[j * k + t];
+            }
+            out[j] = hsum(_mm256_add_ps(a[0], a[1])) + tail;
+        }
     }
 
     /// Dequantises rows `r0..r0+rows` into `out` (`rows × cols`).
