@@ -245,20 +245,20 @@ impl Int4Matrix {
     fn tile_small_m(&self, x: &[f32], m: usize, r0: usize, r1: usize, dst: &mut [f32]) {
         let k = self.cols;
         let len = r1 - r0;
-        // Activation rows in chunks of up to 4: each chunk's accumulators stay in registers,
-        // and every weight block is dequantised once per chunk (once in total for m ≤ 4).
-        let mut m0 = 0;
-        while m0 < m {
-            let c = (m - m0).min(4);
-            let xs = &x[m0 * k..(m0 + c) * k];
-            let mut out = [0f32; 4];
-            for r in r0..r1 {
-                kernels::fused_rows(self, r, xs, c, &mut out);
+        // Rows of weights outermost, so each is fetched from memory once (then sits in L1)
+        // however many activation rows there are; activation rows go in chunks of up to 4
+        // whose accumulators stay in registers.
+        let mut out = [0f32; 4];
+        for r in r0..r1 {
+            let mut m0 = 0;
+            while m0 < m {
+                let c = (m - m0).min(4);
+                kernels::fused_rows(self, r, &x[m0 * k..(m0 + c) * k], c, &mut out);
                 for (j, v) in out[..c].iter().enumerate() {
                     dst[(m0 + j) * len + (r - r0)] = *v;
                 }
+                m0 += c;
             }
-            m0 += c;
         }
     }
 
@@ -371,18 +371,19 @@ pub fn matmul_f32(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, out: &mut 
         let mut dst = vec![0f32; m * len];
         let wt = &w[r0 * k..r1 * k];
         if m <= SMALL_M {
-            // Each weight row is loaded once per chunk of four activation rows.
-            let mut m0 = 0;
-            while m0 < m {
-                let c = (m - m0).min(4);
-                let mut o = [0f32; 4];
-                for r in 0..len {
+            // Weight rows outermost: each is read from memory once, then reused from L1 for
+            // every chunk of four activation rows.
+            let mut o = [0f32; 4];
+            for r in 0..len {
+                let mut m0 = 0;
+                while m0 < m {
+                    let c = (m - m0).min(4);
                     kernels::dot_rows(&wt[r * k..(r + 1) * k], &x[m0 * k..(m0 + c) * k], c, &mut o);
                     for (j, v) in o[..c].iter().enumerate() {
                         dst[(m0 + j) * len + r] = *v;
                     }
+                    m0 += c;
                 }
-                m0 += c;
             }
         } else {
             sgemm_xwt(x, m, k, wt, len, &mut dst);
