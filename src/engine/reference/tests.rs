@@ -390,7 +390,7 @@ fn open_loop_honours_arrival_times_and_traces_are_monotonic() {
         },
     );
     for (r, a) in out.requests.iter().zip(&arrivals) {
-        assert!(r.arrival_ns >= (a * 1e9) as u64);
+        assert_eq!(r.arrival_ns, (a * 1e9) as u64);
         let adm = r.admitted_ns.unwrap();
         assert!(adm >= r.arrival_ns && r.token_ns[0] >= adm);
         assert!(r.token_ns.windows(2).all(|w| w[0] <= w[1]));
@@ -429,13 +429,17 @@ fn closed_loop_keeps_concurrency_and_reports_progress() {
     assert_eq!((tokens, done), (30, 6));
     assert!(out.counters["peak_running_sequences"] <= 2.0);
     assert!(out.steps.is_empty());
-    // Request 2 arrives exactly when an earlier one finished.
+    // Request 2 arrives exactly when an earlier one finished and freed its slot.
     let first_finish = out.requests[..2]
         .iter()
         .map(|r| r.finished_ns)
         .min()
         .unwrap();
-    assert!(out.requests[2].arrival_ns >= first_finish);
+    assert_eq!(out.requests[2].arrival_ns, first_finish);
+    assert_eq!(
+        (out.requests[0].arrival_ns, out.requests[1].arrival_ns),
+        (0, 0)
+    );
     let info = e.info();
     assert_eq!(info.kind, "reference");
     assert_eq!(info.details["num_experts"], json!(16));
