@@ -475,3 +475,28 @@ fn undersized_kv_pool_is_a_config_error() {
         matches!(err, EngineError::Config(m) if m.contains("cannot hold one sequence's reservation of 32 blocks"))
     );
 }
+
+#[test]
+fn default_specs_instantiate_and_run_split_and_unsplit() {
+    for arch in ["qwen3_moe", "qwen2"] {
+        let spec = EngineSpec::resolve(None, arch).unwrap();
+        let reqs = requests(2, 3);
+        let base = run(&spec, &knobs(&[], &[]), &reqs, closed(2));
+        let mut d = doc(&[], &[]);
+        d["selected_layer_split_plan"] =
+            json!("stage0:cuda:0:layers=0-39;stage1:cuda:1:layers=40-79");
+        d["selected_pipeline_mode"] = json!("overlapped");
+        d["selected_microbatch_size"] = json!(1);
+        let split = run(
+            &spec,
+            &EngineKnobs::from_effective_config(&d).unwrap(),
+            &reqs,
+            closed(2),
+        );
+        assert_eq!(outputs(&split), outputs(&base), "{arch}");
+        assert!(base
+            .requests
+            .iter()
+            .all(|r| r.status.is_ok() && r.output_ids.len() == 3));
+    }
+}
