@@ -123,39 +123,57 @@ fn main() {
     let mut tps = Vec::new();
     let mut batched_steps = Vec::new();
     let mut engine_for_bytes = None;
-    for threshold in ["4", "64"] {
-        let mut engine = ReferenceEngine::new(&spec, &m3_knobs(threshold)).expect("engine");
-        let t = Instant::now();
-        let cpu0 = cpu_seconds();
-        let out = engine
-            .run(
-                &reqs,
-                &LoadSpec::Closed { concurrency: 32 },
-                &RunOptions { record_steps: true },
-                &mut |_| {},
-            )
-            .expect("run");
-        let wall = t.elapsed().as_secs_f64();
-        let cpu = cpu_seconds() - cpu0;
-        let toks: usize = out.requests.iter().map(|r| r.output_ids.len()).sum();
-        let rate = toks as f64 / (out.duration_ns as f64 / 1e9);
-        println!(
-            "threshold {threshold:>2}: {toks} output tokens in {wall:.2} s (cpu {cpu:.1} s) → {rate:.1} tok/s (steps {}, mean decode batch {:.1}, batched decode share {:.2}, expert weight loads {})",
-            out.counters["steps"], out.counters["mean_decode_batch"], out.counters["batched_decode_step_share"], out.counters["expert_weight_loads"]
-        );
-        tps.push(rate);
-        if threshold == "4" {
-            batched_steps = out
-                .steps
-                .iter()
-                .filter(|s| s.moe_path == "batched" && s.decode_tokens == 32)
-                .cloned()
-                .collect();
-            engine_for_bytes = Some(engine);
+    // Each configuration runs `FERRUM_BENCH_ROUNDS` times (default 2), alternating, and the
+    // best round counts: other processes sharing the cores only ever make a round slower.
+    let rounds: usize = std::env::var("FERRUM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut best = [0f64; 2];
+    for round in 0..rounds {
+        for (ci, threshold) in ["4", "64"].iter().enumerate() {
+            let mut engine = ReferenceEngine::new(&spec, &m3_knobs(threshold)).expect("engine");
+            let t = Instant::now();
+            let cpu0 = cpu_seconds();
+            let out = engine
+                .run(
+                    &reqs,
+                    &LoadSpec::Closed { concurrency: 32 },
+                    &RunOptions { record_steps: true },
+                    &mut |_| {},
+                )
+                .expect("run");
+            let wall = t.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - cpu0;
+            let toks: usize = out.requests.iter().map(|r| r.output_ids.len()).sum();
+            let rate = toks as f64 / (out.duration_ns as f64 / 1e9);
+            println!(
+                "round {} threshold {threshold:>2}: {toks} output tokens in {wall:.2} s (cpu {cpu:.1} s) → {rate:.1} tok/s (steps {}, mean decode batch {:.1}, batched decode share {:.2}, expert weight loads {})",
+                round + 1,
+                out.counters["steps"],
+                out.counters["mean_decode_batch"],
+                out.counters["batched_decode_step_share"],
+                out.counters["expert_weight_loads"]
+            );
+            if rate > best[ci] {
+                best[ci] = rate;
+                if ci == 0 {
+                    batched_steps = out
+                        .steps
+                        .iter()
+                        .filter(|s| s.moe_path == "batched" && s.decode_tokens == 32)
+                        .cloned()
+                        .collect();
+                    engine_for_bytes = Some(engine);
+                }
+            }
         }
     }
+    tps.extend(best);
     println!(
-        "batched / per-item output tok/s ratio at c=32: {:.2}×",
+        "best of {rounds}: threshold 4 {:.1} tok/s, threshold 64 {:.1} tok/s → batched / per-item ratio at c=32: {:.2}×",
+        tps[0],
+        tps[1],
         tps[0] / tps[1]
     );
 

@@ -112,7 +112,8 @@ pub struct StepRecord {
     pub decode_tokens: usize,
     /// Sequences that took part in this step.
     pub sequences: usize,
-    /// MoE path taken by the decode part: `batched`, `per_item` or `none`.
+    /// MoE path taken by the decode part: `batched`, `per_item`, `unified` (decode tokens rode
+    /// in a unified forward with prefill chunks) or `none`.
     pub moe_path: String,
     /// Distinct experts routed to in this step (summed over layers' distinct sets, averaged).
     pub distinct_experts: f64,

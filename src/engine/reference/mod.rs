@@ -157,6 +157,18 @@ impl Engine for ReferenceEngine {
             "pipeline_mode",
             json!(format!("{:?}", self.knobs.pipeline_mode).to_lowercase()),
         );
+        put(
+            "attention_decode_backend",
+            json!(self.knobs.attention_decode_backend),
+        );
+        put(
+            "sampling_readback_path",
+            json!(self.knobs.sampling_readback_path),
+        );
+        put(
+            "scheduler_admission_policy",
+            json!(format!("{:?}", self.knobs.admission)),
+        );
         put("modelled_knobs", json!(knobs::MODELLED_KNOBS));
         EngineInfo {
             kind: "reference".to_string(),

@@ -128,7 +128,13 @@ pub fn run(
         .collect();
     let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut next_arrival = 0usize;
-    let mut in_flight = 0usize; // arrived and not finished (closed-loop slots)
+    // Closed loop: when each free slot freed (all at run start initially). A request takes the
+    // oldest free slot and its arrival time is the moment that slot freed, so time spent
+    // finishing the step that freed it counts against the request, as a client would see it.
+    let mut free_slots: VecDeque<u64> = match concurrency {
+        Some(cc) => std::iter::repeat(0).take(cc.min(n.max(1))).collect(),
+        None => VecDeque::new(),
+    };
     let mut waiting: VecDeque<usize> = VecDeque::new();
     let mut running: Vec<Seq> = Vec::new();
     let mut finished = 0usize;
@@ -140,24 +146,27 @@ pub fn run(
         let mut finished_now = Vec::new();
         loop {
             let t = now();
-            let due = next_arrival < n
-                && match concurrency {
-                    Some(cc) => in_flight < cc,
-                    None => arrival_at(next_arrival) <= t,
-                };
-            if !due {
+            // Open loop: the scheduled time (the engine may notice it only at a step boundary,
+            // and that wait is part of the request's latency).
+            let arrival = match concurrency {
+                _ if next_arrival >= n => None,
+                Some(_) => free_slots.pop_front(),
+                None => Some(arrival_at(next_arrival)).filter(|a| *a <= t),
+            };
+            let Some(arrival) = arrival else {
                 break;
-            }
+            };
             let i = next_arrival;
             next_arrival += 1;
-            in_flight += 1;
-            tracks[i].arrival_ns = Some(t);
+            tracks[i].arrival_ns = Some(arrival);
             match reject_reason(&requests[i], knobs, limits) {
                 Some(reason) => {
                     tracks[i].status = Some(RequestStatus::Rejected { reason });
                     tracks[i].finished_ns = Some(t);
                     c.rejected += 1;
-                    in_flight -= 1;
+                    if concurrency.is_some() {
+                        free_slots.push_back(t);
+                    }
                     finished += 1;
                     finished_now.push(i);
                 }
@@ -165,7 +174,9 @@ pub fn run(
                     tracks[i].admitted_ns = Some(t);
                     tracks[i].status = Some(RequestStatus::Ok);
                     tracks[i].finished_ns = Some(t);
-                    in_flight -= 1;
+                    if concurrency.is_some() {
+                        free_slots.push_back(t);
+                    }
                     finished += 1;
                     finished_now.push(i);
                 }
@@ -428,7 +439,9 @@ pub fn run(
             tracks[*i].status = Some(RequestStatus::Ok);
             tracks[*i].finished_ns = Some(t_done);
             outputs[*i] = toks.clone();
-            in_flight -= 1;
+            if concurrency.is_some() {
+                free_slots.push_back(t_done);
+            }
             finished += 1;
         }
         c.steps += 1;

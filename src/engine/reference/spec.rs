@@ -170,9 +170,9 @@ impl EngineSpec {
                 experts_per_token: 8,
                 moe_intermediate_size: 128,
                 intermediate_size: 0,
-                // vocab/hidden = 64, close to the real 151936/2048 ≈ 74: the lm_head share of
+                // vocab/hidden = 74 as in the real model (151936/2048): the lm_head share of
                 // decode work stays realistic.
-                vocab_size: 16384,
+                vocab_size: 18944,
                 quant_group_size: 128,
                 weight_seed: DEFAULT_WEIGHT_SEED,
                 threads: default_threads(),
@@ -183,19 +183,21 @@ impl EngineSpec {
             },
             // Real Qwen2.5-72B: hidden 8192, 80 layers, 64 query heads, 8 KV heads, head_dim
             // 128, dense intermediate 29568, vocab 152064, context 32768, GPTQ group 128.
-            // CPU size keeps the 64:8 head ratio and an even layer count for two-stage splits.
+            // CPU size keeps the 64:8 head ratio, q width = hidden, the MLP ratio (3.6 → 896)
+            // and vocab ratio (18.6 → 4864), and an even layer count for two-stage splits; per
+            // token it costs about what the qwen3_moe default does.
             "qwen2" => EngineSpec {
                 architecture: Architecture::Qwen2,
-                hidden_size: 512,
+                hidden_size: 256,
                 num_layers: 8,
                 num_heads: 64,
                 num_kv_heads: 8,
-                head_dim: 16,
+                head_dim: 4,
                 num_experts: 0,
                 experts_per_token: 0,
                 moe_intermediate_size: 0,
-                intermediate_size: 1792,
-                vocab_size: 8192,
+                intermediate_size: 896,
+                vocab_size: 4864,
                 quant_group_size: 128,
                 weight_seed: DEFAULT_WEIGHT_SEED,
                 threads: default_threads(),

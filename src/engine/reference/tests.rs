@@ -390,7 +390,7 @@ fn open_loop_honours_arrival_times_and_traces_are_monotonic() {
         },
     );
     for (r, a) in out.requests.iter().zip(&arrivals) {
-        assert!(r.arrival_ns >= (a * 1e9) as u64);
+        assert_eq!(r.arrival_ns, (a * 1e9) as u64);
         let adm = r.admitted_ns.unwrap();
         assert!(adm >= r.arrival_ns && r.token_ns[0] >= adm);
         assert!(r.token_ns.windows(2).all(|w| w[0] <= w[1]));
@@ -429,13 +429,17 @@ fn closed_loop_keeps_concurrency_and_reports_progress() {
     assert_eq!((tokens, done), (30, 6));
     assert!(out.counters["peak_running_sequences"] <= 2.0);
     assert!(out.steps.is_empty());
-    // Request 2 arrives exactly when an earlier one finished.
+    // Request 2 arrives exactly when an earlier one finished and freed its slot.
     let first_finish = out.requests[..2]
         .iter()
         .map(|r| r.finished_ns)
         .min()
         .unwrap();
-    assert!(out.requests[2].arrival_ns >= first_finish);
+    assert_eq!(out.requests[2].arrival_ns, first_finish);
+    assert_eq!(
+        (out.requests[0].arrival_ns, out.requests[1].arrival_ns),
+        (0, 0)
+    );
     let info = e.info();
     assert_eq!(info.kind, "reference");
     assert_eq!(info.details["num_experts"], json!(16));
@@ -470,4 +474,29 @@ fn undersized_kv_pool_is_a_config_error() {
     assert!(
         matches!(err, EngineError::Config(m) if m.contains("cannot hold one sequence's reservation of 32 blocks"))
     );
+}
+
+#[test]
+fn default_specs_instantiate_and_run_split_and_unsplit() {
+    for arch in ["qwen3_moe", "qwen2"] {
+        let spec = EngineSpec::resolve(None, arch).unwrap();
+        let reqs = requests(2, 3);
+        let base = run(&spec, &knobs(&[], &[]), &reqs, closed(2));
+        let mut d = doc(&[], &[]);
+        d["selected_layer_split_plan"] =
+            json!("stage0:cuda:0:layers=0-39;stage1:cuda:1:layers=40-79");
+        d["selected_pipeline_mode"] = json!("overlapped");
+        d["selected_microbatch_size"] = json!(1);
+        let split = run(
+            &spec,
+            &EngineKnobs::from_effective_config(&d).unwrap(),
+            &reqs,
+            closed(2),
+        );
+        assert_eq!(outputs(&split), outputs(&base), "{arch}");
+        assert!(base
+            .requests
+            .iter()
+            .all(|r| r.status.is_ok() && r.output_ids.len() == 3));
+    }
 }

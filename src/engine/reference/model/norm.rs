@@ -23,10 +23,19 @@ pub fn swiglu(gate_up: &[f32], width: usize) -> Vec<f32> {
     for r in 0..rows {
         let (g, u) = gate_up[r * 2 * width..(r + 1) * 2 * width].split_at(width);
         for ((o, g), u) in out[r * width..(r + 1) * width].iter_mut().zip(g).zip(u) {
-            *o = g / (1.0 + (-g).exp()) * u;
+            *o = g * sigmoid(*g) * u;
         }
     }
     out
+}
+
+/// Logistic sigmoid through the inlined `exp` of non-positive arguments (vectorisable, unlike
+/// libm's `expf`): `e = exp(−|x|)`, then `1/(1+e)` or `e/(1+e)` by sign.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    let e = super::attention::exp_nonpositive(-x.abs());
+    let num = if x >= 0.0 { 1.0 } else { e };
+    num / (1.0 + e)
 }
 
 #[cfg(test)]
@@ -39,6 +48,9 @@ mod tests {
         rms_norm(&mut row, &[1.0; 4], 0.0);
         let rms = (row.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
         assert!((rms - 1.0).abs() < 1e-6);
+        for x in [-30.0f32, -3.0, -0.5, 0.0, 0.5, 3.0, 30.0] {
+            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6);
+        }
         let out = swiglu(&[1.0, -2.0, 3.0, 4.0], 2);
         assert!((out[0] - 3.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6);
         assert!((out[1] - (-2.0 / (1.0 + 2.0f32.exp())) * 4.0).abs() < 1e-6);

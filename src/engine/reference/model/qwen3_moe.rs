@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::attention::exp_nonpositive;
 use super::norm::swiglu;
 use super::MoePath;
 use crate::engine::reference::int4::{matmul_f32, Int4Matrix};
@@ -89,17 +90,22 @@ impl MoeWeights {
             .chunks_exact(e)
             .map(|row| {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let probs: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+                let probs: Vec<f32> = row.iter().map(|v| exp_nonpositive(v - max)).collect();
                 let mut idx: Vec<usize> = (0..e).collect();
-                // Highest probability first; ties broken by lower id, so routing is deterministic.
-                idx.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b)));
+                // The k most probable (ties broken by lower id, a total order, so the chosen
+                // set is deterministic), then in id order for a fixed summation order.
+                if self.top_k < e {
+                    idx.select_nth_unstable_by(self.top_k - 1, |a, b| {
+                        probs[*b].total_cmp(&probs[*a]).then(a.cmp(b))
+                    });
+                }
                 let mut top: Vec<(usize, f32)> =
                     idx[..self.top_k].iter().map(|i| (*i, probs[*i])).collect();
+                top.sort_by_key(|t| t.0);
                 let z: f32 = top.iter().map(|t| t.1).sum();
                 for t in &mut top {
                     t.1 /= z;
                 }
-                top.sort_by_key(|t| t.0);
                 top
             })
             .collect()

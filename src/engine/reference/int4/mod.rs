@@ -20,8 +20,10 @@ use rayon::prelude::*;
 /// Values per packed block (16 bytes).
 pub const PACK_BLOCK: usize = 32;
 
-/// Activation-row count up to which the row-dequant + dot kernel is used instead of sgemm.
-pub const SMALL_M: usize = 8;
+/// Activation-row count up to which the fused row kernels are used instead of sgemm: measured on
+/// AVX2/AVX-512 hardware, `matrixmultiply` only overtakes them beyond ~32 rows, because packing
+/// the whole weight matrix costs more than a few rows of multiply-adds.
+pub const SMALL_M: usize = 32;
 
 /// Rows of weights dequantised per sgemm tile.
 const GEMM_TILE_ROWS: usize = 64;
@@ -188,7 +190,7 @@ impl Int4Matrix {
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
                 if m <= SMALL_M {
-                    self.tile_small_m(x, m, r0, r1, dst, &mut s);
+                    self.tile_small_m(x, m, r0, r1, dst);
                 } else {
                     self.tile_gemm(x, m, r0, r1, dst, &mut s);
                 }
@@ -237,24 +239,25 @@ impl Int4Matrix {
         self.rows.div_ceil(threads * 8).max(16)
     }
 
-    /// Rows `r0..r1` for `m ≤ SMALL_M`: dequantise a row once, dot it with every activation row.
+    /// Rows `r0..r1` for `m ≤ SMALL_M`: a fused dequantise-and-dot kernel per row (a GEMV for
+    /// `m = 1`), each weight block unpacked once per chunk of four activation rows.
     /// `dst` is `m × (r1 − r0)`.
-    fn tile_small_m(
-        &self,
-        x: &[f32],
-        m: usize,
-        r0: usize,
-        r1: usize,
-        dst: &mut [f32],
-        s: &mut Vec<f32>,
-    ) {
+    fn tile_small_m(&self, x: &[f32], m: usize, r0: usize, r1: usize, dst: &mut [f32]) {
         let k = self.cols;
         let len = r1 - r0;
-        s.resize(k, 0.0);
+        // Rows of weights outermost, so each is fetched from memory once (then sits in L1)
+        // however many activation rows there are; activation rows go in chunks of up to 4
+        // whose accumulators stay in registers.
+        let mut out = [0f32; 4];
         for r in r0..r1 {
-            kernels::dequant_rows(self, r, 1, &mut s[..k]);
-            for mi in 0..m {
-                dst[mi * len + (r - r0)] = kernels::dot(&s[..k], &x[mi * k..(mi + 1) * k]);
+            let mut m0 = 0;
+            while m0 < m {
+                let c = (m - m0).min(4);
+                kernels::fused_rows(self, r, &x[m0 * k..(m0 + c) * k], c, &mut out);
+                for (j, v) in out[..c].iter().enumerate() {
+                    dst[(m0 + j) * len + (r - r0)] = *v;
+                }
+                m0 += c;
             }
         }
     }
@@ -368,10 +371,18 @@ pub fn matmul_f32(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, out: &mut 
         let mut dst = vec![0f32; m * len];
         let wt = &w[r0 * k..r1 * k];
         if m <= SMALL_M {
+            // Weight rows outermost: each is read from memory once, then reused from L1 for
+            // every chunk of four activation rows.
+            let mut o = [0f32; 4];
             for r in 0..len {
-                for mi in 0..m {
-                    dst[mi * len + r] =
-                        kernels::dot(&wt[r * k..(r + 1) * k], &x[mi * k..(mi + 1) * k]);
+                let mut m0 = 0;
+                while m0 < m {
+                    let c = (m - m0).min(4);
+                    kernels::dot_rows(&wt[r * k..(r + 1) * k], &x[m0 * k..(m0 + c) * k], c, &mut o);
+                    for (j, v) in o[..c].iter().enumerate() {
+                        dst[(m0 + j) * len + r] = *v;
+                    }
+                    m0 += c;
                 }
             }
         } else {
@@ -397,126 +408,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     kernels::dot(a, b)
 }
 
-/// The hand-written inner loops, compiled twice: once with AVX2+FMA (chosen at run time when the
-/// CPU has them) and once for the baseline target.
-mod kernels {
-    use super::{Int4Matrix, PACK_BLOCK};
-
-    #[inline(always)]
-    fn dot_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let mut acc = [0f32; 16];
-        let body = n / 16 * 16;
-        for (ca, cb) in a[..body].chunks_exact(16).zip(b[..body].chunks_exact(16)) {
-            // Fixed-size arrays: no per-element bounds checks, so the loop vectorises.
-            let ca: &[f32; 16] = ca.try_into().expect("chunk of 16");
-            let cb: &[f32; 16] = cb.try_into().expect("chunk of 16");
-            for l in 0..16 {
-                acc[l] = if FMA {
-                    ca[l].mul_add(cb[l], acc[l])
-                } else {
-                    acc[l] + ca[l] * cb[l]
-                };
-            }
-        }
-        let mut tail = 0f32;
-        for i in body..n {
-            tail += a[i] * b[i];
-        }
-        // Pairwise reduction keeps the rounding independent of the vector width.
-        let mut w = 8;
-        while w > 0 {
-            for l in 0..w {
-                acc[l] += acc[l + w];
-            }
-            w /= 2;
-        }
-        acc[0] + tail
-    }
-
-    #[inline(always)]
-    fn dequant_impl<const FMA: bool>(w: &Int4Matrix, r0: usize, rows: usize, out: &mut [f32]) {
-        let k = w.cols;
-        let groups = k / w.group;
-        let blocks_per_group = w.group / PACK_BLOCK;
-        for r in r0..r0 + rows {
-            let row_out = &mut out[(r - r0) * k..(r - r0 + 1) * k];
-            let row_packed = &w.packed[r * k / 2..(r + 1) * k / 2];
-            for g in 0..groups {
-                let s = w.scales[r * groups + g];
-                let o = w.offsets[r * groups + g];
-                for b in 0..blocks_per_group {
-                    let blk = g * blocks_per_group + b;
-                    let bytes: &[u8; 16] = row_packed[blk * 16..blk * 16 + 16]
-                        .try_into()
-                        .expect("16 bytes");
-                    let dst: &mut [f32; PACK_BLOCK] = (&mut row_out
-                        [blk * PACK_BLOCK..(blk + 1) * PACK_BLOCK])
-                        .try_into()
-                        .expect("one block");
-                    // Local arrays, stored once: the compiler cannot then worry that the
-                    // output aliases the packed bytes, and vectorises the unpacking.
-                    let bytes = *bytes;
-                    let mut vals = [0f32; PACK_BLOCK];
-                    for i in 0..16 {
-                        let q = (bytes[i] & 0x0f) as f32;
-                        vals[i] = if FMA { q.mul_add(s, o) } else { q * s + o };
-                    }
-                    for i in 0..16 {
-                        let q = (bytes[i] >> 4) as f32;
-                        vals[16 + i] = if FMA { q.mul_add(s, o) } else { q * s + o };
-                    }
-                    *dst = vals;
-                }
-            }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        dot_impl::<true>(a, b)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dequant_avx2(w: &Int4Matrix, r0: usize, rows: usize, out: &mut [f32]) {
-        dequant_impl::<true>(w, r0, rows, out)
-    }
-
-    #[inline]
-    pub fn has_avx2_fma() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    }
-
-    /// `Σ a[i]·b[i]`.
-    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports avx2 and fma (checked just above).
-            return unsafe { dot_avx2(a, b) };
-        }
-        dot_impl::<false>(a, b)
-    }
-
-    /// Dequantises rows `r0..r0+rows` into `out` (`rows × cols`).
-    pub fn dequant_rows(w: &Int4Matrix, r0: usize, rows: usize, out: &mut [f32]) {
-        assert!(r0 + rows <= w.rows && out.len() >= rows * w.cols);
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports avx2 and fma (checked just above).
-            return unsafe { dequant_avx2(w, r0, rows, out) };
-        }
-        dequant_impl::<false>(w, r0, rows, out)
-    }
-}
+mod kernels;
 
 #[cfg(test)]
 mod tests {
@@ -572,6 +464,26 @@ mod tests {
                 rel_err(&got, &want)
             );
             assert!(rel_err(&got, &via_f32) < 1e-5, "m={m}");
+        }
+    }
+
+    #[test]
+    fn portable_kernels_match_the_dispatched_ones() {
+        let (rows, cols, group) = (8, 128, 64);
+        let w = Int4Matrix::quantize(&pseudo(rows * cols, 5), rows, cols, group);
+        let x = pseudo(4 * cols, 6);
+        let (mut a, mut b) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
+        kernels::dequant_impl(&w, 0, rows, &mut a);
+        kernels::dequant_rows(&w, 0, rows, &mut b);
+        assert!(rel_err(&a, &b) < 1e-6);
+        assert!(
+            (kernels::dot_impl(&a[..cols], &x[..cols]) - dot(&a[..cols], &x[..cols])).abs() < 1e-4
+        );
+        for r in 0..rows {
+            let (mut p, mut q) = ([0f32; 4], [0f32; 4]);
+            kernels::fused_portable(&w, r, &x, 4, &mut p);
+            kernels::fused_rows(&w, r, &x, 4, &mut q);
+            assert!(rel_err(&p, &q) < 1e-5, "row {r}");
         }
     }
 
