@@ -158,11 +158,13 @@ impl EngineSpec {
             // Real Qwen3-30B-A3B: hidden 2048, 48 layers, 32 query heads, 4 KV heads, head_dim
             // 128, 128 experts, top-8, moe_intermediate 768, vocab 151936, context 40960,
             // GPTQ group 128. CPU size keeps 128 experts / top-8 and the 32:4 head ratio; sized so
-            // a 64-request random-256/128 run at c=32 takes seconds on two cores.
+            // a 64-request random-256/128 run at c=32 takes seconds on two cores and the default
+            // 18-cell × 3-repeat m3 sweep fits in minutes (two layers: every knob acts per layer,
+            // so more layers scale cost, not behaviour).
             "qwen3_moe" => EngineSpec {
                 architecture: Architecture::Qwen3Moe,
                 hidden_size: 256,
-                num_layers: 4,
+                num_layers: 2,
                 num_heads: 32,
                 num_kv_heads: 4,
                 head_dim: 8,
