@@ -47,7 +47,7 @@ pub struct LoadOpts {
     /// Base seed of the workload and arrivals.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Fewer requests (16 + 2 warmup) and one repeat.
+    /// Fewer requests (12 + 1 warmup) and one repeat: a smoke run.
     #[arg(long)]
     pub quick: bool,
     /// Record one line per engine step in each cell's steps.jsonl.

@@ -24,9 +24,9 @@ pub const DEFAULT_SEED: u64 = 9271;
 /// Default closed-loop concurrency.
 pub const DEFAULT_CONCURRENCY: usize = 32;
 /// `--quick`: measured requests per repeat.
-pub const QUICK_REQUESTS: usize = 16;
+pub const QUICK_REQUESTS: usize = 12;
 /// `--quick`: warmup requests per repeat.
-pub const QUICK_WARMUP_REQUESTS: usize = 2;
+pub const QUICK_WARMUP_REQUESTS: usize = 1;
 
 /// `[run.slo]`: goodput limits in ms (all optional).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ pub struct RunOverrides {
     pub repeats: Option<u32>,
     /// `--seed S`.
     pub seed: Option<u64>,
-    /// `--quick`: 16 requests, 2 warmup, 1 repeat (explicit flags above still win).
+    /// `--quick`: 12 requests, 1 warmup, 1 repeat (explicit flags above still win).
     pub quick: bool,
 }
 
@@ -340,7 +340,7 @@ mod tests {
         assert_eq!(q.load, LoadPoint::Closed { concurrency: 4 });
         assert_eq!(
             (q.workload.requests, q.workload.warmup_requests, q.repeats),
-            (5, 2, 1)
+            (5, QUICK_WARMUP_REQUESTS, 1)
         );
     }
 
