@@ -261,13 +261,9 @@ struct FeatureTable {
 }
 
 impl Preset {
-    /// Load and validate a preset file.
+    /// Load and validate a preset file (unknown knobs are errors).
     pub fn load(path: &Path) -> Result<Preset, PresetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PresetError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(path, &text, Registry::global(), false).map(|(preset, _)| preset)
+        Self::load_with(path, false).map(|(preset, _)| preset)
     }
 
     /// Load a preset; unknown knobs become warnings when `allow_unknown_knobs` is set.

@@ -12,7 +12,7 @@ use crate::sweep::RunOverrides;
 /// How the preset is resolved.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ResolveOpts {
-    /// Override a knob for every cell: `--set FERRUM_MAX_BATCHED_TOKENS=1024` (source `cli`).
+    /// Override a knob (source `cli`; repeatable): `--set FERRUM_MAX_BATCHED_TOKENS=1024`.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
     pub set: Vec<(String, String)>,
     /// Hardware profile replacing the preset's: rtx4090, cpu, unknown, auto.

@@ -8,6 +8,8 @@ use crate::config::{resolve_preset, Overrides, ResolvedFerrumConfig};
 use crate::error::{Error, EXIT_OK};
 use crate::preset::Preset;
 
+use super::common::ResolveOpts;
+
 /// Output formats of `resolve`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -24,18 +26,8 @@ pub enum Format {
 pub struct Args {
     /// Preset file (TOML).
     pub preset: PathBuf,
-    /// Override a knob: `--set FERRUM_PAGED_MAX_SEQS=16` (source `cli`; repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
-    pub set: Vec<(String, String)>,
-    /// Hardware profile replacing the preset's: rtx4090, cpu, unknown, auto.
-    #[arg(long)]
-    pub hardware: Option<String>,
-    /// Ignore FERRUM_* variables in this process's environment.
-    #[arg(long)]
-    pub no_inherit_env: bool,
-    /// Warn about unknown FERRUM_* names instead of failing.
-    #[arg(long)]
-    pub allow_unknown_knobs: bool,
+    #[command(flatten)]
+    resolve: ResolveOpts,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
@@ -43,15 +35,16 @@ pub struct Args {
 
 /// Run `resolve`.
 pub fn run(args: Args) -> Result<i32, Error> {
-    let (preset, mut warnings) = Preset::load_with(&args.preset, args.allow_unknown_knobs)?;
+    let opts = args.resolve;
+    let (preset, mut warnings) = Preset::load_with(&args.preset, opts.allow_unknown_knobs)?;
     let resolution = resolve_preset(
         &preset,
         &Overrides {
-            cli: args.set,
+            cli: opts.set,
             script_case: Vec::new(),
-            inherit_env: !args.no_inherit_env,
-            hardware: args.hardware,
-            allow_unknown_knobs: args.allow_unknown_knobs,
+            inherit_env: !opts.no_inherit_env,
+            hardware: opts.hardware,
+            allow_unknown_knobs: opts.allow_unknown_knobs,
         },
     )?;
     warnings.extend(resolution.warnings);

@@ -132,7 +132,7 @@ pub fn run(
     // oldest free slot and its arrival time is the moment that slot freed, so time spent
     // finishing the step that freed it counts against the request, as a client would see it.
     let mut free_slots: VecDeque<u64> = match concurrency {
-        Some(cc) => std::iter::repeat(0).take(cc.min(n.max(1))).collect(),
+        Some(cc) => std::iter::repeat_n(0, cc.min(n.max(1))).collect(),
         None => VecDeque::new(),
     };
     let mut waiting: VecDeque<usize> = VecDeque::new();
