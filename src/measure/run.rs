@@ -465,6 +465,34 @@ mod tests {
     }
 
     #[test]
+    fn a_repeat_where_no_request_succeeds_fails_the_cell_but_partial_rejection_does_not() {
+        let stop = AtomicBool::new(false);
+        let mut reject_all = || -> Result<Box<dyn Engine>, EngineError> {
+            let mut e = FakeEngine::new(1_000);
+            e.reject = (0..10_000).collect();
+            Ok(Box::new(e))
+        };
+        match run_cell(&mut reject_all, &spec(2), &stop, &mut |_| {}) {
+            CellOutcome::Failed { reason } => {
+                assert!(
+                    reason.starts_with("repeat 0: no request succeeded"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut reject_one = || -> Result<Box<dyn Engine>, EngineError> {
+            let mut e = FakeEngine::new(1_000);
+            e.reject = vec![0];
+            Ok(Box::new(e))
+        };
+        assert!(matches!(
+            run_cell(&mut reject_one, &spec(2), &stop, &mut |_| {}),
+            CellOutcome::Completed(_)
+        ));
+    }
+
+    #[test]
     fn engine_errors_and_panics_fail_the_cell_and_stop_interrupts_it() {
         let stop = AtomicBool::new(false);
         let mut make = || -> Result<Box<dyn Engine>, EngineError> {
