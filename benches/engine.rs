@@ -139,7 +139,10 @@ fn main() {
                 .run(
                     &reqs,
                     &LoadSpec::Closed { concurrency: 32 },
-                    &RunOptions { record_steps: true },
+                    &RunOptions {
+                        record_steps: true,
+                        ..RunOptions::default()
+                    },
                     &mut |_| {},
                 )
                 .expect("run");

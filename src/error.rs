@@ -19,6 +19,8 @@ pub const EXIT_NEGATIVE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: the engine failed.
 pub const EXIT_ENGINE: i32 = 3;
+/// Exit code: interrupted (Ctrl-C), as a shell reports SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Any failure of a command.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,7 @@ impl Error {
             Error::Sweep(_) | Error::Workload(_) | Error::Results(_) => EXIT_USAGE,
             Error::Engine(EngineError::Config(_)) => EXIT_USAGE,
             Error::Engine(EngineError::Fault(_)) => EXIT_ENGINE,
+            Error::Engine(EngineError::Cancelled) => EXIT_INTERRUPTED,
         }
     }
 

@@ -7,10 +7,9 @@
 //! engine and phase 2 only plugs in the real ones.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Cancel, Engine, EngineError};
 use crate::measure::{run_cell, CellOutcome, CellStatus};
 use crate::report::{self, progress::SweepProgress};
 use crate::results::{now_rfc3339, CellFiles, Manifest, ResultsError, RunDir, StatsFile};
@@ -97,7 +96,7 @@ pub fn execute(
     target: SweepTarget<'_>,
     manifest: &mut Manifest,
     backend: &mut dyn CellBackend,
-    stop: &AtomicBool,
+    stop: &Cancel,
     options: ExecuteOptions,
     progress: &mut SweepProgress,
 ) -> Result<ExecuteSummary, ResultsError> {
@@ -121,7 +120,7 @@ pub fn execute(
             progress.cell_finished(&cell.name, CellStatus::Completed, "(already complete)");
             continue;
         }
-        if stop.load(Ordering::SeqCst) || summary.interrupted {
+        if stop.is_cancelled() || summary.interrupted {
             // A stop between cells leaves the rest pending; it is still an interruption.
             summary.interrupted = true;
             summary.pending += 1;

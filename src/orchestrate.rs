@@ -5,7 +5,6 @@
 //! it (Ferrum reads its knobs at start-up, so every cell gets a new engine).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::config::knobs::{KnobError, Registry};
@@ -13,7 +12,7 @@ use crate::config::{resolve_with_environment, Overrides};
 use crate::engine::reference::knobs::EngineKnobs;
 use crate::engine::reference::spec::EngineSpec;
 use crate::engine::reference::start_reference;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Cancel, Engine, EngineError};
 use crate::error::Error;
 use crate::execute::{
     execute, CellBackend, ExecuteOptions, ExecuteSummary, ResolvedCell, SweepTarget,
@@ -251,7 +250,7 @@ impl CellBackend for ReferenceBackend<'_> {
 }
 
 /// Plan, then run (or list with `--dry-run`).
-pub fn run(choices: &Choices, stop: &AtomicBool) -> Result<(Prepared, Outcome), Error> {
+pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Error> {
     let prepared = prepare(choices)?;
     for warning in &prepared.warnings {
         eprintln!("warning: {warning}");

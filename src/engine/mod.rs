@@ -12,6 +12,8 @@
 pub mod reference;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -90,11 +92,53 @@ pub struct RequestTrace {
     pub output_ids: Vec<u32>,
 }
 
+/// A cancellation signal shared between the harness (Ctrl-C, time budget) and a running engine.
+///
+/// Engines poll it at their natural boundaries (the reference engine before every scheduler step,
+/// an HTTP engine between stream reads) so a stop takes effect within one step rather than at the
+/// end of a run, and return [`EngineError::Cancelled`].
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A fresh, not-yet-raised signal.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Wrap an existing flag (the process-wide Ctrl-C flag), so raising it cancels the run.
+    pub fn from_flag(flag: Arc<AtomicBool>) -> Cancel {
+        Cancel(flag)
+    }
+
+    /// Raise the signal.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the signal was raised.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for Cancel {
+    /// Two signals are equal when they are the same flag (options compare by identity).
+    fn eq(&self, other: &Cancel) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Cancel {}
+
 /// Options for one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOptions {
     /// Record one [`StepRecord`] per scheduler step (`steps.jsonl`).
     pub record_steps: bool,
+    /// Checked by the engine at every step; when raised the run ends with
+    /// [`EngineError::Cancelled`].
+    pub cancel: Cancel,
 }
 
 /// One scheduler step of an in-process engine (`steps.jsonl`), explaining *why* a cell is fast.
@@ -178,6 +222,9 @@ pub enum EngineError {
     /// The engine failed while running.
     #[error("engine failure: {0}")]
     Fault(String),
+    /// The run was stopped through [`RunOptions::cancel`] before it finished.
+    #[error("run cancelled")]
+    Cancelled,
 }
 
 /// An engine that can run request sets.

@@ -17,7 +17,7 @@ struct Backend {
     skip: &'static str,
     fail: &'static str,
     stop_at: Option<usize>,
-    stop: Option<Rc<AtomicBool>>,
+    stop: Option<Cancel>,
     started: Rc<RefCell<Vec<String>>>,
 }
 
@@ -37,7 +37,7 @@ impl CellBackend for Backend {
         self.started.borrow_mut().push(cell.name.clone());
         if self.stop_at == Some(self.started.borrow().len()) {
             if let Some(s) = &self.stop {
-                s.store(true, Ordering::SeqCst);
+                s.cancel();
             }
         }
         let mut e = FakeEngine::new(1_000_000);
@@ -109,7 +109,7 @@ fn skipped_and_failed_cells_are_recorded_and_the_sweep_goes_on() {
         },
         &mut m,
         &mut backend(&started),
-        &AtomicBool::new(false),
+        &Cancel::new(),
         ExecuteOptions::default(),
         &mut progress,
     )
@@ -151,7 +151,7 @@ fn ctrl_c_then_resume_runs_every_cell_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let (rd, mut m, p, run) = setup(dir.path());
     let started = Rc::new(RefCell::new(Vec::new()));
-    let stop = Rc::new(AtomicBool::new(false));
+    let stop = Cancel::new();
     // Ctrl-C arrives while the second started engine (cell A=3, since A=2 is skipped) runs.
     let mut b = Backend {
         skip: "none",
@@ -228,7 +228,7 @@ fn ctrl_c_then_resume_runs_every_cell_exactly_once() {
         },
         &mut m2,
         &mut b2,
-        &AtomicBool::new(false),
+        &Cancel::new(),
         ExecuteOptions::default(),
         &mut SweepProgress::new(4, true),
     )
@@ -266,7 +266,7 @@ fn time_budget_stops_between_cells() {
         },
         &mut m,
         &mut backend(&started),
-        &AtomicBool::new(false),
+        &Cancel::new(),
         opts,
         &mut SweepProgress::new(4, true),
     )

@@ -2,7 +2,6 @@
 //! engine errors and panics turned into a failed cell instead of a failed sweep).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +10,7 @@ use super::{
     RequestRecord,
 };
 use crate::engine::{
-    Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, RequestStatus, RunOptions,
+    Cancel, Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, RequestStatus, RunOptions,
     StepRecord,
 };
 use crate::stats::Slo;
@@ -165,16 +164,17 @@ pub enum CellStatus {
 
 /// Run every repeat of `spec` on `engine`: per repeat generate the workload, run the warmup
 /// requests (not measured), run the measured requests, derive records and the summary. The stop
-/// flag is checked before every engine run, so a stop takes effect at the next run boundary (the
-/// `Engine` trait has no cancellation).
+/// signal is checked before every engine run and handed to the engine, which polls it every
+/// step, so a stop takes effect within one scheduler step.
 pub fn run_repeats(
     engine: &mut dyn Engine,
     spec: &CellRunSpec,
-    stop: &AtomicBool,
+    stop: &Cancel,
     observer: &mut dyn FnMut(&MeasureEvent),
 ) -> Result<CellMeasurement, MeasureError> {
     let options = RunOptions {
         record_steps: spec.record_steps,
+        cancel: stop.clone(),
     };
     let mut repeats = Vec::with_capacity(spec.repeats as usize);
     for repeat in 0..spec.repeats {
@@ -184,7 +184,7 @@ pub fn run_repeats(
         let w = workload::generate(&spec.workload, &spec.tokens, spec.base_seed, repeat)?;
         let mut warmup_failed = 0;
         if !w.warmup.is_empty() {
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_cancelled() {
                 return Err(interrupted());
             }
             observer(&MeasureEvent::WarmupStarted {
@@ -198,14 +198,10 @@ pub fn run_repeats(
                     &options,
                     &mut |_| {},
                 )
-                .map_err(|source| MeasureError::Engine {
-                    repeat,
-                    phase: "warmup",
-                    source,
-                })?;
+                .map_err(|source| engine_error(repeat, "warmup", source))?;
             warmup_failed = out.requests.iter().filter(|t| !t.status.is_ok()).count();
         }
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             return Err(interrupted());
         }
         observer(&MeasureEvent::RepeatStarted {
@@ -217,11 +213,7 @@ pub fn run_repeats(
             .run(&w.measured, &load, &options, &mut |e| {
                 observer(&MeasureEvent::Engine(e.clone()))
             })
-            .map_err(|source| MeasureError::Engine {
-                repeat,
-                phase: "measured",
-                source,
-            })?;
+            .map_err(|source| engine_error(repeat, "measured", source))?;
         check_output(repeat, &w.measured, &out.requests)?;
         if !out.requests.is_empty() && out.requests.iter().all(|t| !t.status.is_ok()) {
             let first_reason = match &out.requests[0].status {
@@ -302,13 +294,28 @@ fn check_output(
     Ok(())
 }
 
+/// Map an engine error of `repeat`'s `phase`: a cancelled run is an interruption (the stop signal
+/// was raised mid-run), anything else an engine failure.
+fn engine_error(repeat: u32, phase: &'static str, source: EngineError) -> MeasureError {
+    match source {
+        EngineError::Cancelled => MeasureError::Interrupted {
+            completed_repeats: repeat,
+        },
+        source => MeasureError::Engine {
+            repeat,
+            phase,
+            source,
+        },
+    }
+}
+
 /// Start an engine with `make_engine` and run the cell. Engine start errors, run errors,
 /// inconsistent output and panics (in either) become [`CellOutcome::Failed`] with a one-line
 /// reason so a sweep can go on; a raised stop flag gives [`CellOutcome::Interrupted`].
 pub fn run_cell(
     make_engine: &mut dyn FnMut() -> Result<Box<dyn Engine>, EngineError>,
     spec: &CellRunSpec,
-    stop: &AtomicBool,
+    stop: &Cancel,
     observer: &mut dyn FnMut(&MeasureEvent),
 ) -> CellOutcome {
     let result = catch_unwind(AssertUnwindSafe(
@@ -380,7 +387,7 @@ mod tests {
     #[test]
     fn repeats_run_warmup_first_and_measure_only_the_rest() {
         let mut engine = FakeEngine::new(1_000_000); // 1 ms per token
-        let stop = AtomicBool::new(false);
+        let stop = Cancel::new();
         let mut events = Vec::new();
         let m = run_repeats(&mut engine, &spec(3), &stop, &mut |e| {
             events.push(e.clone())
@@ -430,7 +437,7 @@ mod tests {
     fn rejected_requests_are_reported_not_measured() {
         let mut engine = FakeEngine::new(1_000_000);
         engine.reject = vec![3];
-        let m = run_repeats(&mut engine, &spec(1), &AtomicBool::new(false), &mut |_| {}).unwrap();
+        let m = run_repeats(&mut engine, &spec(1), &Cancel::new(), &mut |_| {}).unwrap();
         let r = &m.repeats[0];
         assert_eq!((r.summary.completed, r.summary.rejected), (7, 1));
         assert_eq!(r.records[3].status, "rejected");
@@ -450,14 +457,14 @@ mod tests {
             request_rate: 100.0,
             burstiness: 1.0,
         };
-        run_repeats(&mut engine, &s, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        run_repeats(&mut engine, &s, &Cancel::new(), &mut |_| {}).unwrap();
         assert_eq!(engine.calls[0].1, LoadSpec::Closed { concurrency: 2 });
         let LoadSpec::Open { arrivals_s } = &engine.calls[1].1 else {
             panic!("open loop expected")
         };
         assert_eq!(arrivals_s.len(), 8);
         let mut again = FakeEngine::new(1_000_000);
-        run_repeats(&mut again, &s, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        run_repeats(&mut again, &s, &Cancel::new(), &mut |_| {}).unwrap();
         assert_eq!(
             again.calls[1].1, engine.calls[1].1,
             "same seed, same arrivals"
@@ -466,7 +473,7 @@ mod tests {
 
     #[test]
     fn a_repeat_where_no_request_succeeds_fails_the_cell_but_partial_rejection_does_not() {
-        let stop = AtomicBool::new(false);
+        let stop = Cancel::new();
         let mut reject_all = || -> Result<Box<dyn Engine>, EngineError> {
             let mut e = FakeEngine::new(1_000);
             e.reject = (0..10_000).collect();
@@ -494,7 +501,7 @@ mod tests {
 
     #[test]
     fn engine_errors_and_panics_fail_the_cell_and_stop_interrupts_it() {
-        let stop = AtomicBool::new(false);
+        let stop = Cancel::new();
         let mut make = || -> Result<Box<dyn Engine>, EngineError> {
             let mut e = FakeEngine::new(1_000);
             e.fail_on_call = Some(3);
@@ -529,12 +536,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Raise the stop flag after the first repeat finishes.
-        let stop = AtomicBool::new(false);
+        let stop = Cancel::new();
         let mut make_ok =
             || -> Result<Box<dyn Engine>, EngineError> { Ok(Box::new(FakeEngine::new(1_000))) };
         let outcome = run_cell(&mut make_ok, &spec(3), &stop, &mut |e| {
             if matches!(e, MeasureEvent::RepeatDone { repeat: 0, .. }) {
-                stop.store(true, Ordering::SeqCst);
+                stop.cancel();
             }
         });
         assert!(matches!(outcome, CellOutcome::Interrupted));

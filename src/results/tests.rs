@@ -1,9 +1,9 @@
 //! Tests of the results directory: atomic writes, whole-cell writes, resume detection, golden
 //! key structure of `stats.json` / `manifest.json`, summaries and merge.
 
+use crate::engine::Cancel;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 use super::*;
 use crate::measure::fake::FakeEngine;
@@ -73,7 +73,7 @@ fn write_run(root: &Path, shard: Option<Shard>, preset_text: &str, fail_if: &str
         }
         let mut engine = FakeEngine::new(1_000_000);
         let spec = run.cell_spec(tokens(), c.load);
-        let m = run_repeats(&mut engine, &spec, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        let m = run_repeats(&mut engine, &spec, &Cancel::new(), &mut |_| {}).unwrap();
         let stats = StatsFile::new(&p, c, &run, &m);
         rd.write_cell(
             &c.name,
@@ -349,7 +349,7 @@ fn steps_jsonl_is_written_only_when_steps_were_recorded() {
     let m = run_repeats(
         &mut FakeEngine::new(1_000),
         &run.cell_spec(tokens(), c.load),
-        &AtomicBool::new(false),
+        &Cancel::new(),
         &mut |_| {},
     )
     .unwrap();
@@ -379,7 +379,7 @@ fn steps_jsonl_is_written_only_when_steps_were_recorded() {
     let m2 = run_repeats(
         &mut FakeEngine::new(1_000),
         &run2.cell_spec(tokens(), c.load),
-        &AtomicBool::new(false),
+        &Cancel::new(),
         &mut |_| {},
     )
     .unwrap();

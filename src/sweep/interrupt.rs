@@ -7,18 +7,20 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// The shared stop flag (Ctrl-C or an exhausted time budget).
-pub type StopFlag = Arc<AtomicBool>;
+use crate::engine::Cancel;
 
-static FLAG: OnceLock<StopFlag> = OnceLock::new();
+/// The shared stop flag (Ctrl-C or an exhausted time budget); engines poll the same signal.
+pub type StopFlag = Cancel;
+
+static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 /// Install the process-wide Ctrl-C handler once and return its flag (later calls return the same
 /// flag; `ctrlc` allows a single handler per process).
 pub fn install_ctrlc() -> Result<StopFlag, ctrlc::Error> {
     if let Some(flag) = FLAG.get() {
-        return Ok(flag.clone());
+        return Ok(Cancel::from_flag(flag.clone()));
     }
-    let flag: StopFlag = Arc::new(AtomicBool::new(false));
+    let flag = Arc::new(AtomicBool::new(false));
     let handler_flag = flag.clone();
     ctrlc::set_handler(move || {
         if handler_flag.swap(true, Ordering::SeqCst) {
@@ -26,5 +28,5 @@ pub fn install_ctrlc() -> Result<StopFlag, ctrlc::Error> {
             std::process::exit(130);
         }
     })?;
-    Ok(FLAG.get_or_init(|| flag).clone())
+    Ok(Cancel::from_flag(FLAG.get_or_init(|| flag).clone()))
 }

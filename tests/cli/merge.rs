@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use assert_cmd::Command;
 use ferrum_bench::engine::{
@@ -88,7 +87,7 @@ fn write_shard(root: &Path, shard: Option<Shard>, preset_text: &str) -> PathBuf 
         let m = run_repeats(
             &mut InstantEngine,
             &run.cell_spec(tokens.clone(), c.load),
-            &AtomicBool::new(false),
+            &ferrum_bench::engine::Cancel::new(),
             &mut |_| {},
         )
         .unwrap();

@@ -142,6 +142,11 @@ pub fn run(
     let mut steps: Vec<StepRecord> = Vec::new();
 
     while finished < n {
+        // A stop (Ctrl-C, time budget) takes effect before the next step, not at the end of the
+        // run: a long run at high concurrency would otherwise keep the user waiting for minutes.
+        if options.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         // Arrivals (a rejection frees a closed-loop slot at once, so loop until stable).
         let mut finished_now = Vec::new();
         loop {
@@ -194,8 +199,9 @@ pub fn run(
         }
         if running.is_empty() && waiting.is_empty() {
             // Open loop with nothing to do: wait for the next arrival.
+            // Sleep in short slices so a cancellation is noticed promptly.
             let wait = arrival_at(next_arrival).saturating_sub(now());
-            std::thread::sleep(Duration::from_nanos(wait));
+            std::thread::sleep(Duration::from_nanos(wait.min(20_000_000)));
             continue;
         }
 

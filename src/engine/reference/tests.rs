@@ -72,8 +72,16 @@ fn requests(n: usize, output: usize) -> Vec<EngineRequest> {
 
 fn run(spec: &EngineSpec, k: &EngineKnobs, reqs: &[EngineRequest], load: LoadSpec) -> RunOutput {
     let mut e = ReferenceEngine::new(spec, k).unwrap();
-    e.run(reqs, &load, &RunOptions { record_steps: true }, &mut |_| {})
-        .unwrap()
+    e.run(
+        reqs,
+        &load,
+        &RunOptions {
+            record_steps: true,
+            ..RunOptions::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 fn outputs(out: &RunOutput) -> Vec<Vec<u32>> {
@@ -499,4 +507,27 @@ fn default_specs_instantiate_and_run_split_and_unsplit() {
             .iter()
             .all(|r| r.status.is_ok() && r.output_ids.len() == 3));
     }
+}
+
+#[test]
+fn cancellation_stops_the_run_within_a_step() {
+    let spec = tiny_moe(17);
+    let reqs = requests(6, 40);
+    let mut e = ReferenceEngine::new(&spec, &knobs(&[], &[])).unwrap();
+    let options = RunOptions::default();
+    let cancel = options.cancel.clone();
+    let mut tokens = 0usize;
+    let out = e.run(&reqs, &closed(2), &options, &mut |ev| {
+        if let crate::engine::EngineEvent::Tokens { count } = ev {
+            tokens += count;
+            // Raise the signal after the first decoded tokens: the run must stop at the next
+            // step, long before the 240 tokens the requests ask for.
+            cancel.cancel();
+        }
+    });
+    assert!(matches!(out, Err(EngineError::Cancelled)), "{out:?}");
+    assert!(
+        tokens > 0 && tokens < 240,
+        "{tokens} tokens before the stop"
+    );
 }
