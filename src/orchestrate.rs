@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::knobs::{KnobError, Registry};
-use crate::config::{resolve_with_environment, Overrides};
+use crate::config::{check_knob_names, resolve_with_environment, Overrides};
 use crate::engine::reference::knobs::EngineKnobs;
 use crate::engine::reference::spec::EngineSpec;
 use crate::engine::reference::start_reference;
@@ -47,6 +47,9 @@ pub struct Choices {
     pub inherit_env: bool,
     /// Unknown knob names are warnings.
     pub allow_unknown_knobs: bool,
+    /// `--allow-misread-values`: run cells with values Ferrum's runtime would misread instead of
+    /// skipping them.
+    pub allow_misread_values: bool,
     /// Overrides of `[run]`.
     pub run: RunOverrides,
     /// `--steps`: record `steps.jsonl`.
@@ -88,6 +91,8 @@ pub struct Prepared {
     pub environment: Vec<(String, String)>,
     /// Warnings for the user.
     pub warnings: Vec<String>,
+    /// Run cells whose values Ferrum's runtime would misread (`--allow-misread-values`).
+    pub allow_misread_values: bool,
 }
 
 /// What a `run`/`sweep` invocation produced.
@@ -123,7 +128,8 @@ impl Ran {
 
 /// Validate and plan.
 pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
-    let (preset, mut warnings) = Preset::load_with(&choices.preset, choices.allow_unknown_knobs)?;
+    let preset = Preset::load(&choices.preset)?;
+    let mut warnings = Vec::new();
     let mut run = RunSettings::resolve(preset.run.as_ref(), &choices.run)?;
     if choices.record_steps {
         run.record_steps = true;
@@ -143,19 +149,15 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
         (preset.sweep.clone().unwrap_or_default(), None)
     };
     let allow_unknown = choices.allow_unknown_knobs;
+    // Names only: values reach Ferrum's resolver exactly as written.
     let knob_check = |name: &str, value: &str| -> Result<String, String> {
-        match Registry::global().canonical_value(name, value) {
-            Ok(canonical) => Ok(canonical),
+        match Registry::global().checked_value(name, value) {
+            Ok(value) => Ok(value),
             Err(KnobError::Unknown { .. }) if allow_unknown => Ok(value.to_string()),
             Err(err) => Err(err.to_string()),
         }
     };
-    let mut set = Vec::new();
-    for (name, value) in &choices.set {
-        let canonical = knob_check(name, value)
-            .map_err(|message| Error::Usage(format!("--set {name}={value}: {message}")))?;
-        set.push((name.clone(), canonical));
-    }
+    let set = choices.set.clone();
     let plan = sweep::plan(&preset.name, &run, &sweep_table, &set, &knob_check)?;
     let spec = EngineSpec::resolve(preset.engine.as_ref(), &preset.model.architecture)?;
     let tokens = token_space(&spec);
@@ -174,10 +176,15 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
         hardware: choices.hardware.clone(),
         allow_unknown_knobs: choices.allow_unknown_knobs,
     };
+    // A typo in a knob name stops the whole run before anything starts.
+    warnings.extend(check_knob_names(&preset, &base, &environment)?);
     // Resolve the preset once without cell knobs: surfaces environment warnings and bad
     // `--hardware` values before anything runs (cell-specific rejections only skip cells).
     match resolve_with_environment(&preset, &base, &environment) {
-        Ok(resolution) => warnings.extend(resolution.warnings),
+        Ok(resolution) => {
+            warnings.extend(resolution.warnings.iter().cloned());
+            warnings.extend(resolution.misread_warnings());
+        }
         Err(crate::config::ResolveError::Resolver { .. }) => {}
         Err(err) => return Err(err.into()),
     }
@@ -192,7 +199,16 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
         base,
         environment,
         warnings,
+        allow_misread_values: choices.allow_misread_values,
     })
+}
+
+/// The skip reason of a cell with values Ferrum's runtime would misread.
+pub fn misread_reason(misread: &[String]) -> String {
+    format!(
+        "Ferrum's runtime would misread {}; pass --allow-misread-values to run it anyway",
+        misread.join("; ")
+    )
 }
 
 /// The prompt token space of a reference engine instance.
@@ -230,6 +246,10 @@ impl CellBackend for ReferenceBackend<'_> {
                 None => err.to_string(),
             },
         )?;
+        // Ferrum accepted the cell; a value its runtime would misread skips it unless allowed.
+        if !p.allow_misread_values && !resolution.misread.is_empty() {
+            return Err(misread_reason(&resolution.misread_warnings()));
+        }
         Ok(ResolvedCell {
             effective_config_json: resolution.resolved.effective_config_json(),
             decision_trace_jsonl: resolution.resolved.decision_trace_jsonl(),

@@ -1,7 +1,9 @@
 //! TOML presets: model + hardware + workload + knob values (+ the `[engine]`, `[run]` and
 //! `[sweep]` tables that later stages read). Loading validates everything it can name a line
-//! for: unknown keys or tables, unknown profiles, malformed byte sizes, unknown knobs and knob
-//! values the engine would silently misread.
+//! for: unknown keys or tables, unknown profiles, malformed byte sizes. `[env]` values are kept
+//! exactly as written (a TOML string byte for byte; an integer in decimal; a boolean as `1`/`0`,
+//! as Ferrum's own config file emits them): knob names and values are checked when the preset is
+//! resolved, after Ferrum's resolver has seen them (see [`crate::config`]).
 //!
 //! ```toml
 //! name = "m3"
@@ -27,7 +29,6 @@ use crate::config::capabilities::{
     CompiledKernelFeatures, HardwareCapabilities, ModelCapabilities, MoeCapabilities,
     WorkloadPriority, WorkloadProfile,
 };
-use crate::config::knobs::{KnobError, Registry};
 use crate::engine::reference::spec::EngineTable;
 use crate::sweep::{RunTable, SweepTable};
 
@@ -65,16 +66,6 @@ pub enum PresetError {
         /// What is wrong and the fix.
         message: String,
     },
-    /// An unknown knob or a bad knob value in `[env]`.
-    #[error("{path}:{line}: {error}")]
-    Knob {
-        /// File.
-        path: String,
-        /// 1-based line.
-        line: usize,
-        /// The knob error.
-        error: KnobError,
-    },
 }
 
 /// One knob value from the preset's `[env]` table.
@@ -82,7 +73,8 @@ pub enum PresetError {
 pub struct PresetKnob {
     /// Knob name.
     pub name: String,
-    /// Canonical value (booleans as `1`/`0`, integers in decimal).
+    /// The value as written: a TOML string unchanged, an integer in decimal, a boolean as
+    /// `1`/`0`.
     pub value: String,
     /// Line in the preset file.
     pub line: usize,
@@ -261,30 +253,17 @@ struct FeatureTable {
 }
 
 impl Preset {
-    /// Load and validate a preset file (unknown knobs are errors).
+    /// Load and validate a preset file (knob names are checked when it is resolved).
     pub fn load(path: &Path) -> Result<Preset, PresetError> {
-        Self::load_with(path, false).map(|(preset, _)| preset)
-    }
-
-    /// Load a preset; unknown knobs become warnings when `allow_unknown_knobs` is set.
-    pub fn load_with(
-        path: &Path,
-        allow_unknown_knobs: bool,
-    ) -> Result<(Preset, Vec<String>), PresetError> {
         let text = std::fs::read_to_string(path).map_err(|source| PresetError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(path, &text, Registry::global(), allow_unknown_knobs)
+        Self::parse(path, &text)
     }
 
     /// Parse preset text (`path` is used in messages and recorded).
-    pub fn parse(
-        path: &Path,
-        text: &str,
-        registry: &Registry,
-        allow_unknown_knobs: bool,
-    ) -> Result<(Preset, Vec<String>), PresetError> {
+    pub fn parse(path: &Path, text: &str) -> Result<Preset, PresetError> {
         let ctx = Ctx { path, text };
         let file: PresetFile = toml::from_str(text).map_err(|err| ctx.syntax(&err))?;
         let name = file.name.get_ref().trim().to_string();
@@ -301,15 +280,15 @@ impl Preset {
         let model = ctx.model(file.model)?;
         let (hardware_profile, hardware_overrides) = ctx.hardware(file.hardware)?;
         let (workload_profile, workload_overrides) = ctx.workload(file.workload)?;
-        let mut warnings = Vec::new();
         let mut env = Vec::new();
         let mut entries: Vec<_> = file.env.unwrap_or_default().into_iter().collect();
         entries.sort_by_key(|(_, value)| value.span().start);
         for (name, value) in entries {
             let line = ctx.line_of(value.span().start);
-            let raw = match value.get_ref() {
+            let value = match value.get_ref() {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
+                // Ferrum's config file emits booleans as "1"/"0".
                 toml::Value::Boolean(b) => if *b { "1" } else { "0" }.to_string(),
                 other => {
                     return Err(ctx.invalid(
@@ -321,27 +300,9 @@ impl Preset {
                     ))
                 }
             };
-            let value = match registry.canonical_value(&name, &raw) {
-                Ok(value) => value,
-                Err(KnobError::Unknown { .. }) if allow_unknown_knobs => {
-                    warnings.push(format!(
-                        "{}:{line}: unknown knob `{name}` passed through unchecked",
-                        path.display()
-                    ));
-                    raw
-                }
-                Err(error) => {
-                    return Err(PresetError::Knob {
-                        path: path.display().to_string(),
-                        line,
-                        error,
-                    })
-                }
-            };
             env.push(PresetKnob { name, value, line });
         }
-        Ok((
-            Preset {
+        Ok(Preset {
                 path: path.to_path_buf(),
                 source_text: text.to_string(),
                 name,
@@ -355,9 +316,7 @@ impl Preset {
                 engine: file.engine,
                 run: file.run,
                 sweep: file.sweep,
-            },
-            warnings,
-        ))
+        })
     }
 
     /// Line of `key` inside `[table]` (for messages about tables read by later stages).

@@ -26,6 +26,15 @@ pub struct ResolveOpts {
     pub allow_unknown_knobs: bool,
 }
 
+/// What `run` and `sweep` do with values Ferrum's runtime would misread.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MisreadOpts {
+    /// Run cells with values Ferrum accepts but its runtime reads differently from how they
+    /// look (e.g. FERRUM_MOE_BATCH_THRESHOLD=0 runs as 4) instead of skipping them.
+    #[arg(long)]
+    pub allow_misread_values: bool,
+}
+
 /// Workload and load overrides of the preset's `[run]` table.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadOpts {

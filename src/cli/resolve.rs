@@ -1,4 +1,8 @@
 //! `ferrum-bench resolve`: print the effective configuration, decision trace or a summary.
+//!
+//! stdout is exactly what Ferrum writes for the same inputs (values reach the resolver as
+//! written); a rejection prints Ferrum's error first. Unknown knob names are errors after that,
+//! and values Ferrum's runtime would misread are `warning:` lines on stderr (exit 0).
 
 use std::path::PathBuf;
 
@@ -36,7 +40,7 @@ pub struct Args {
 /// Run `resolve`.
 pub fn run(args: Args) -> Result<i32, Error> {
     let opts = args.resolve;
-    let (preset, mut warnings) = Preset::load_with(&args.preset, opts.allow_unknown_knobs)?;
+    let preset = Preset::load(&args.preset)?;
     let resolution = resolve_preset(
         &preset,
         &Overrides {
@@ -47,7 +51,9 @@ pub fn run(args: Args) -> Result<i32, Error> {
             allow_unknown_knobs: opts.allow_unknown_knobs,
         },
     )?;
-    warnings.extend(resolution.warnings);
+    // Ferrum's documents go to stdout unchanged; the harness's findings go to stderr.
+    let mut warnings = resolution.warnings.clone();
+    warnings.extend(resolution.misread_warnings());
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }

@@ -18,12 +18,15 @@ pub struct Args {
     load: LoadOpts,
     #[command(flatten)]
     output: OutputOpts,
+    #[command(flatten)]
+    misread: common::MisreadOpts,
 }
 
 /// Run one cell.
 pub fn run(args: Args) -> Result<i32, Error> {
     let mut choices = common::choices(args.preset, args.resolve, args.load, &args.output);
     choices.single_cell = true;
+    choices.allow_misread_values = args.misread.allow_misread_values;
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
     let (_, outcome) = orchestrate::run(&choices, &stop)?;

@@ -35,6 +35,8 @@ pub struct Args {
     load: LoadOpts,
     #[command(flatten)]
     output: OutputOpts,
+    #[command(flatten)]
+    misread: common::MisreadOpts,
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
@@ -49,6 +51,7 @@ fn parse_budget(text: &str) -> Result<std::time::Duration, String> {
 pub fn run(args: Args) -> Result<i32, Error> {
     let mut choices = common::choices(args.preset, args.resolve, args.load, &args.output);
     choices.sweep_file = args.sweep;
+    choices.allow_misread_values = args.misread.allow_misread_values;
     choices.resume = args.resume;
     choices.shard = args.shard;
     choices.dry_run = args.dry_run;

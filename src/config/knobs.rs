@@ -2,16 +2,19 @@
 //! with type, default, effects, meaning and which part of ferrum-bench reads it.
 //!
 //! The table lives in `data/knobs.tsv` (embedded at compile time) so that it can be reviewed and
-//! diffed as data. Values are validated *before* they reach the engine: Ferrum's model readers
-//! silently replace malformed values with defaults (`FERRUM_MOE_BATCH_THRESHOLD=0` or `abc` means
-//! 4; only exactly `1` turns `FERRUM_PREFIX_CACHE` on), so the harness accepts only forms the
-//! engine reads as written and canonicalises booleans to `1`/`0`.
+//! diffed as data. The registry checks *names* (a typo in a sweep wastes GPU hours, and Ferrum
+//! ignores unknown names); it never rewrites a value. Values reach Ferrum's resolver exactly as
+//! written, and what Ferrum's runtime would read differently from how a value looks is reported
+//! after resolution by [`super::misread`], which uses [`conforms`] for knobs whose runtime reader
+//! is not part of the specification.
 
 use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use super::runtime::{infer_effects, parse_bool_env_value, RuntimeConfigEffect};
+use super::runtime::{
+    infer_effects, parse_bool_env_value, parse_usize_env_value, RuntimeConfigEffect,
+};
 
 const REGISTRY_TSV: &str = include_str!("../../data/knobs.tsv");
 
@@ -19,15 +22,15 @@ const REGISTRY_TSV: &str = include_str!("../../data/knobs.tsv");
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "values")]
 pub enum KnobType {
-    /// Ferrum's boolean spellings; canonical `1`/`0`.
+    /// Ferrum's boolean spellings (`1/0`, `true/false`, `yes/no`, `on/off`).
     Bool,
-    /// Non-negative decimal integer.
+    /// Non-negative integer.
     Integer,
-    /// Positive decimal integer (Ferrum silently replaces 0 or garbage with the default).
+    /// Positive integer (Ferrum's model code silently replaces 0 or garbage with the default).
     PositiveInteger,
     /// Free-form string.
     String,
-    /// One of a fixed set (case-insensitive; canonical lowercase).
+    /// One of a fixed set (case-insensitive).
     Enum(Vec<String>),
     /// Comma-separated non-negative integers.
     Csv,
@@ -86,11 +89,9 @@ impl KnobType {
     /// The accepted form, for error messages.
     pub fn expected(&self) -> String {
         match self {
-            KnobType::Bool => "expected 0 or 1 (true/false, yes/no, on/off are accepted and written as 1/0)".into(),
+            KnobType::Bool => "expected 0 or 1 (Ferrum's parser also takes true/false, yes/no, on/off)".into(),
             KnobType::Integer => "expected a non-negative decimal integer".into(),
-            KnobType::PositiveInteger => {
-                "expected a positive decimal integer (Ferrum silently replaces 0 or a non-number with its default)".into()
-            }
+            KnobType::PositiveInteger => "expected a positive decimal integer".into(),
             KnobType::Enum(values) => format!("expected one of {}", values.join(", ")),
             KnobType::Csv => "expected comma-separated non-negative integers such as `0,1`".into(),
             KnobType::Json => "expected a JSON value".into(),
@@ -165,16 +166,6 @@ pub enum KnobError {
     NotAKnob {
         /// The name given.
         name: String,
-    },
-    /// A value the knob does not accept.
-    #[error("invalid value `{value}` for `{name}`: {expected}")]
-    BadValue {
-        /// Knob name.
-        name: String,
-        /// The value given.
-        value: String,
-        /// The accepted form.
-        expected: String,
     },
 }
 
@@ -268,69 +259,61 @@ impl Registry {
             .map(|(_, name)| name)
     }
 
-    /// Validate `name` and `raw`, returning the canonical value the engine will see.
-    pub fn canonical_value(&self, name: &str, raw: &str) -> Result<String, KnobError> {
+    /// The registered knob called `name`, or why `name` is not one (with the closest name).
+    pub fn check_name(&self, name: &str) -> Result<&Knob, KnobError> {
         if !name.starts_with("FERRUM_") {
             return Err(KnobError::NotAKnob {
                 name: name.to_string(),
             });
         }
-        let knob = self.lookup(name).ok_or_else(|| KnobError::Unknown {
+        self.lookup(name).ok_or_else(|| KnobError::Unknown {
             name: name.to_string(),
             suggestion: self.suggest(name).map(str::to_string),
-        })?;
-        canonical_for_type(&knob.kind, raw).ok_or_else(|| KnobError::BadValue {
-            name: name.to_string(),
-            value: raw.to_string(),
-            expected: knob.kind.expected(),
         })
+    }
+
+    /// Check the name of `name=raw` and return the value **unchanged**: values are never
+    /// trimmed, case-folded or re-spelled before Ferrum's resolver sees them.
+    pub fn checked_value(&self, name: &str, raw: &str) -> Result<String, KnobError> {
+        self.check_name(name).map(|_| raw.to_string())
+    }
+
+    /// Kept for callers written when values were canonicalised: now exactly
+    /// [`Registry::checked_value`] (name check, value returned as written).
+    pub fn canonical_value(&self, name: &str, raw: &str) -> Result<String, KnobError> {
+        self.checked_value(name, raw)
     }
 }
 
-/// Validate `name=raw` against the embedded registry; see [`Registry::canonical_value`].
-pub fn canonical_value(name: &str, raw: &str) -> Result<String, KnobError> {
-    Registry::global().canonical_value(name, raw)
+/// [`Registry::checked_value`] against the embedded registry.
+pub fn checked_value(name: &str, raw: &str) -> Result<String, KnobError> {
+    Registry::global().checked_value(name, raw)
 }
 
-fn canonical_for_type(kind: &KnobType, raw: &str) -> Option<String> {
+/// [`Registry::canonical_value`] against the embedded registry (name check only).
+pub fn canonical_value(name: &str, raw: &str) -> Result<String, KnobError> {
+    Registry::global().checked_value(name, raw)
+}
+
+/// Whether `raw` reads as a value of `kind` under Ferrum's own typed parsers
+/// (`parse_bool_env_value`, `parse_usize_env_value`, `parse_path_env_value`, the tri-state rule):
+/// trimmed, booleans and enums case-insensitive. Used for knobs whose runtime reader is not in
+/// the specification, to say that a value does not even look like its registered type.
+pub fn conforms(kind: &KnobType, raw: &str) -> bool {
     let trimmed = raw.trim();
-    let decimal = |text: &str| -> Option<u64> {
-        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| text.parse().ok())
-            .flatten()
-    };
     match kind {
-        KnobType::Bool => parse_bool_env_value(raw)
-            .ok()
-            .map(|on| if on { "1" } else { "0" }.to_string()),
-        KnobType::Integer => decimal(trimmed).map(|n| n.to_string()),
-        KnobType::PositiveInteger => decimal(trimmed).filter(|n| *n > 0).map(|n| n.to_string()),
-        KnobType::Enum(values) => {
-            let lower = trimmed.to_ascii_lowercase();
-            values.contains(&lower).then_some(lower)
-        }
+        KnobType::Bool => parse_bool_env_value(raw).is_ok(),
+        KnobType::Integer => parse_usize_env_value(raw).is_ok(),
+        KnobType::PositiveInteger => parse_usize_env_value(raw).is_ok_and(|n| n > 0),
+        KnobType::Enum(values) => values.contains(&trimmed.to_ascii_lowercase()),
         KnobType::Csv => trimmed
             .split(',')
-            .map(|part| decimal(part.trim()).map(|n| n.to_string()))
-            .collect::<Option<Vec<_>>>()
-            .map(|parts| parts.join(",")),
-        KnobType::Json => serde_json::from_str::<serde_json::Value>(trimmed)
-            .ok()
-            .map(|_| trimmed.to_string()),
-        KnobType::Float => trimmed
-            .parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite())
-            .map(|_| trimmed.to_string()),
-        KnobType::Tristate => match trimmed {
-            "" => Some(String::new()),
-            _ => parse_bool_env_value(trimmed)
-                .ok()
-                .map(|on| if on { "1" } else { "0" }.to_string()),
-        },
-        KnobType::String | KnobType::Path | KnobType::Url => {
-            (!trimmed.is_empty()).then(|| raw.to_string())
-        }
+            .all(|part| parse_usize_env_value(part).is_ok()),
+        KnobType::Json => serde_json::from_str::<serde_json::Value>(raw).is_ok(),
+        KnobType::Float => trimmed.parse::<f64>().is_ok_and(f64::is_finite),
+        KnobType::Tristate => trimmed.is_empty() || parse_bool_env_value(raw).is_ok(),
+        KnobType::Path => !trimmed.is_empty(),
+        KnobType::String | KnobType::Url => true,
     }
 }
 
@@ -395,39 +378,39 @@ mod tests {
     }
 
     #[test]
-    fn values_ferrum_would_silently_ignore_are_rejected() {
-        for bad in ["0", "abc", "-1", "", "4.5"] {
-            let err = canonical_value("FERRUM_MOE_BATCH_THRESHOLD", bad).unwrap_err();
-            assert!(
-                err.to_string().contains("positive decimal integer"),
-                "{bad}: {err}"
-            );
+    fn values_are_never_rewritten_only_names_are_checked() {
+        for raw in ["0", "abc", " 04 ", "true", "OFF", "", "\u{a0}8", "Overlapped"] {
+            assert_eq!(checked_value("FERRUM_MOE_BATCH_THRESHOLD", raw).unwrap(), raw);
+            assert_eq!(canonical_value("FERRUM_PREFIX_CACHE", raw).unwrap(), raw);
         }
-        assert_eq!(
-            canonical_value("FERRUM_MOE_BATCH_THRESHOLD", " 04 ").unwrap(),
-            "4"
-        );
-        assert!(canonical_value("FERRUM_PREFIX_CACHE", "maybe").is_err());
+        assert!(checked_value("FERRUM_PAGED_MAX_SEQ", "8").is_err());
     }
 
     #[test]
-    fn canonical_forms() {
-        assert_eq!(canonical_value("FERRUM_PREFIX_CACHE", "true").unwrap(), "1");
-        assert_eq!(canonical_value("FERRUM_PREFIX_CACHE", "OFF").unwrap(), "0");
-        assert_eq!(canonical_value("FERRUM_KV_MAX_BLOCKS", "0").unwrap(), "0");
-        assert_eq!(
-            canonical_value("FERRUM_LAYER_SPLIT_PIPELINE_MODE", "Batch").unwrap(),
-            "batch"
-        );
-        assert!(canonical_value("FERRUM_LAYER_SPLIT_PIPELINE_MODE", "serial").is_err());
-        assert_eq!(
-            canonical_value("FERRUM_SELECTED_GPU_DEVICES", "0, 1").unwrap(),
-            "0,1"
-        );
-        assert!(canonical_value("FERRUM_SELECTED_GPU_DEVICES", "0,,1").is_err());
-        assert!(canonical_value("FERRUM_SELECTED_LAYER_SPLIT_STAGES", "[{").is_err());
-        assert_eq!(canonical_value("FERRUM_SPLIT_K_ATTN", "").unwrap(), "");
-        assert!(canonical_value("FERRUM_MODEL_PATH", "  ").is_err());
+    fn conformance_follows_ferrums_typed_parsers() {
+        let kind = |name: &str| Registry::global().lookup(name).unwrap().kind.clone();
+        let bool_kind = kind("FERRUM_PREFIX_CACHE");
+        for ok in ["1", " TRUE ", "off", "Yes"] {
+            assert!(conforms(&bool_kind, ok), "{ok:?}");
+        }
+        for bad in ["2", "", "maybe"] {
+            assert!(!conforms(&bool_kind, bad), "{bad:?}");
+        }
+        let int = KnobType::Integer;
+        assert!(conforms(&int, " 010 "));
+        assert!(conforms(&int, "+5"), "Rust's usize parser takes a leading +");
+        assert!(!conforms(&int, "-1"));
+        assert!(!conforms(&int, "99999999999999999999999"));
+        assert!(!conforms(&KnobType::PositiveInteger, "0"));
+        let mode = kind("FERRUM_LAYER_SPLIT_PIPELINE_MODE");
+        assert!(conforms(&mode, " Overlapped"));
+        assert!(!conforms(&mode, "serial"));
+        assert!(conforms(&KnobType::Csv, "0, 1"));
+        assert!(!conforms(&KnobType::Csv, "0,,1"));
+        assert!(!conforms(&KnobType::Json, "[{"));
+        assert!(conforms(&KnobType::Tristate, ""));
+        assert!(!conforms(&KnobType::Path, "  "));
+        assert!(!conforms(&KnobType::Float, "inf"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Ferrum's effective configuration, resolved exactly as Ferrum resolves it.
 //!
-//! - [`knobs`]: the registry of `FERRUM_*` knobs and value validation;
+//! - [`knobs`]: the registry of `FERRUM_*` knobs (name checks, registered types);
+//! - [`misread`]: values Ferrum accepts but its runtime reads differently from how they look;
 //! - [`runtime`]: the runtime snapshot (entries with source and effects);
 //! - [`capabilities`]: model / hardware / workload profiles;
 //! - [`resolver`]: decisions and validations;
@@ -11,11 +12,18 @@
 //! sources (preset `[env]` → `config_file`, the harness's own environment → `env`, `--set` →
 //! `cli`, a sweep cell → `script_case`; later sources win), remembers where each value came
 //! from, and runs the resolver.
+//!
+//! Order matters (issue 7): **Ferrum first, byte for byte** — every value reaches the resolver
+//! exactly as written (never trimmed, case-folded or re-spelled), so the documents and any
+//! error are Ferrum's own; **then the harness's checks** — unknown `FERRUM_*` names are errors
+//! (with the closest registered name), and values Ferrum's runtime would misread are returned
+//! in [`Resolution::misread`] for the commands to warn about or refuse.
 
 pub mod capabilities;
 pub mod decision;
 pub mod document;
 pub mod knobs;
+pub mod misread;
 pub mod resolver;
 pub mod runtime;
 
@@ -26,6 +34,7 @@ pub use capabilities::{
 };
 pub use decision::{AutoConfigDecision, AutoConfigError, AutoConfigSource};
 pub use document::ResolvedFerrumConfig;
+pub use misread::MisreadValue;
 pub use resolver::FerrumConfigBuilder;
 pub use runtime::{RuntimeConfigEntry, RuntimeConfigSnapshot, RuntimeConfigSource};
 
@@ -85,13 +94,23 @@ pub struct Resolution {
     pub resolved: ResolvedFerrumConfig,
     /// Warnings to show the user (inherited environment knobs, unknown knobs let through).
     pub warnings: Vec<String>,
+    /// Values Ferrum accepts but its runtime reads differently from how they look (`resolve`
+    /// warns; `run`/`sweep` skip the cell unless `--allow-misread-values`).
+    pub misread: Vec<MisreadValue>,
+}
+
+impl Resolution {
+    /// One `warning:`-ready line per misread value.
+    pub fn misread_warnings(&self) -> Vec<String> {
+        self.misread.iter().map(ToString::to_string).collect()
+    }
 }
 
 /// Resolution failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    /// A knob name or value is not acceptable.
-    #[error("{error} (from {origin})")]
+    /// A knob name is not a registered `FERRUM_*` knob (checked after Ferrum's resolver).
+    #[error("{}", knob_message(origin, error))]
     Knob {
         /// Where it came from.
         origin: KnobOrigin,
@@ -157,14 +176,83 @@ pub fn resolve_with_environment(
     overrides: &Overrides,
     environment: &[(String, String)],
 ) -> Result<Resolution, ResolveError> {
-    let registry = Registry::global();
     let hardware = hardware_for(preset, overrides.hardware.as_deref())?;
     let mut workload = WorkloadProfile::profile(&preset.workload_profile, &hardware)
         .unwrap_or_else(|| WorkloadProfile::serving_default_for_hardware(&hardware));
     preset.workload_overrides.apply(&mut workload);
 
     let mut warnings = Vec::new();
-    let mut layers: Vec<(String, String, RuntimeConfigSource, KnobOrigin)> = preset
+    let mut sorted_env = environment.to_vec();
+    sorted_env.sort();
+    if !sorted_env.is_empty() {
+        let names: Vec<&str> = sorted_env.iter().map(|(k, _)| k.as_str()).collect();
+        warnings.push(format!(
+            "using FERRUM_* variables from the environment (source `env`): {}; pass --no-inherit-env to ignore them",
+            names.join(", ")
+        ));
+    }
+    let layers = knob_layers(preset, overrides, &sorted_env);
+
+    // Ferrum first: its snapshot keeps `FERRUM_*` names only, values untouched.
+    let snapshot = RuntimeConfigSnapshot::from_entries(
+        layers
+            .iter()
+            .filter(|(name, _, _, _)| name.starts_with("FERRUM_"))
+            .map(|(name, value, source, _)| RuntimeConfigEntry::new(name, value, *source)),
+    );
+    let resolved = FerrumConfigBuilder::new(snapshot)
+        .with_model_capabilities(preset.model.clone())
+        .with_hardware_capabilities(hardware)
+        .with_workload_profile(workload)
+        .resolve()
+        .map_err(|error| {
+            let note = origin_note(&error, &layers);
+            ResolveError::Resolver { error, note }
+        })?;
+
+    // Then the harness's checks: names, then values the runtime would misread.
+    warnings.extend(name_warnings(&layers, overrides.allow_unknown_knobs)?);
+    let misread = misread::misread_values(&resolved)
+        .into_iter()
+        .map(|mut value| {
+            if let Some((_, _, _, origin)) =
+                layers.iter().rev().find(|(name, _, _, _)| *name == value.key)
+            {
+                value.origin = Some(origin.to_string());
+            }
+            value
+        })
+        .collect();
+    Ok(Resolution {
+        resolved,
+        warnings,
+        misread,
+    })
+}
+
+/// Check every knob name a preset, the environment and `--set` would give the resolver
+/// (`run`/`sweep` do this before planning, so a typo stops the whole sweep up front).
+/// Returns the warnings for unknown names let through by `allow_unknown_knobs`.
+pub fn check_knob_names(
+    preset: &Preset,
+    overrides: &Overrides,
+    environment: &[(String, String)],
+) -> Result<Vec<String>, ResolveError> {
+    let layers = knob_layers(preset, overrides, environment);
+    name_warnings(&layers, overrides.allow_unknown_knobs)
+}
+
+/// One knob value as written, with the source Ferrum records and where the user wrote it.
+type Layer = (String, String, RuntimeConfigSource, KnobOrigin);
+
+/// Every knob value in precedence order (later wins): preset `[env]`, environment, `--set`,
+/// sweep cell — values exactly as written.
+fn knob_layers(
+    preset: &Preset,
+    overrides: &Overrides,
+    environment: &[(String, String)],
+) -> Vec<Layer> {
+    let mut layers: Vec<Layer> = preset
         .env
         .iter()
         .map(|knob| {
@@ -179,69 +267,55 @@ pub fn resolve_with_environment(
             )
         })
         .collect();
-    let mut sorted_env = environment.to_vec();
-    sorted_env.sort();
-    if !sorted_env.is_empty() {
-        let names: Vec<&str> = sorted_env.iter().map(|(k, _)| k.as_str()).collect();
-        warnings.push(format!(
-            "using FERRUM_* variables from the environment (source `env`): {}; pass --no-inherit-env to ignore them",
-            names.join(", ")
-        ));
-    }
-    let external = [
+    for (values, source, origin) in [
+        (environment, RuntimeConfigSource::Env, KnobOrigin::Environment),
+        (&overrides.cli[..], RuntimeConfigSource::Cli, KnobOrigin::Cli),
         (
-            &sorted_env,
-            RuntimeConfigSource::Env,
-            KnobOrigin::Environment,
-        ),
-        (&overrides.cli, RuntimeConfigSource::Cli, KnobOrigin::Cli),
-        (
-            &overrides.script_case,
+            &overrides.script_case[..],
             RuntimeConfigSource::ScriptCase,
             KnobOrigin::SweepCell,
         ),
-    ];
-    for (values, source, origin) in external {
-        for (name, raw) in values.iter() {
-            let value = match registry.canonical_value(name, raw) {
-                Ok(value) => value,
-                Err(KnobError::Unknown { .. }) if overrides.allow_unknown_knobs => {
-                    warnings.push(format!(
-                        "unknown knob `{name}` from {origin} passed through unchecked"
-                    ));
-                    raw.clone()
-                }
-                Err(error) => {
-                    return Err(ResolveError::Knob {
-                        origin: origin.clone(),
-                        error,
-                    })
-                }
-            };
-            layers.push((name.clone(), value, source, origin.clone()));
+    ] {
+        for (name, value) in values {
+            layers.push((name.clone(), value.clone(), source, origin.clone()));
         }
     }
+    layers
+}
 
-    let snapshot = RuntimeConfigSnapshot::from_entries(
-        layers
-            .iter()
-            .map(|(name, value, source, _)| RuntimeConfigEntry::new(name, value, *source)),
-    );
-    let resolved = FerrumConfigBuilder::new(snapshot)
-        .with_model_capabilities(preset.model.clone())
-        .with_hardware_capabilities(hardware)
-        .with_workload_profile(workload)
-        .resolve()
-        .map_err(|error| {
-            let note = origin_note(&error, &layers);
-            ResolveError::Resolver { error, note }
-        })?;
-    Ok(Resolution { resolved, warnings })
+fn name_warnings(
+    layers: &[Layer],
+    allow_unknown_knobs: bool,
+) -> Result<Vec<String>, ResolveError> {
+    let registry = Registry::global();
+    let mut warnings = Vec::new();
+    for (name, _, _, origin) in layers {
+        match registry.check_name(name) {
+            Ok(_) => {}
+            Err(KnobError::Unknown { .. }) if allow_unknown_knobs => warnings.push(format!(
+                "unknown knob `{name}` from {origin} passed through unchecked"
+            )),
+            Err(error) => {
+                return Err(ResolveError::Knob {
+                    origin: origin.clone(),
+                    error,
+                })
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+fn knob_message(origin: &KnobOrigin, error: &KnobError) -> String {
+    match origin {
+        KnobOrigin::Preset { path, line } => format!("{path}:{line}: {error}"),
+        other => format!("{error} (from {other})"),
+    }
 }
 
 fn origin_note(
     error: &AutoConfigError,
-    layers: &[(String, String, RuntimeConfigSource, KnobOrigin)],
+    layers: &[Layer],
 ) -> String {
     let keys = error.offending_keys();
     let found: Vec<String> = keys
@@ -269,3 +343,6 @@ mod resolver_tests;
 
 #[cfg(test)]
 mod ferrum_fixture_tests;
+
+#[cfg(test)]
+mod parity_tests;

@@ -71,13 +71,14 @@ impl SweepTable {
     }
 }
 
-/// A TOML scalar as the string handed to the knob registry (`true`/`false` for booleans).
+/// A TOML scalar as the string handed to the resolver (`1`/`0` for booleans).
 pub(crate) fn value_text(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),
         toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
+        // As in a preset's [env] (and Ferrum's config file): booleans are "1"/"0".
+        toml::Value::Boolean(b) => if *b { "1" } else { "0" }.to_string(),
         other => other.to_string(),
     }
 }
@@ -103,7 +104,7 @@ mod tests {
             err.contains("concurency") && err.starts_with("invalid [sweep] table"),
             "{err}"
         );
-        assert_eq!(value_text(&toml::Value::Boolean(true)), "true");
+        assert_eq!(value_text(&toml::Value::Boolean(true)), "1");
         assert_eq!(value_text(&toml::Value::Integer(4)), "4");
     }
 }

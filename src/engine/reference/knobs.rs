@@ -83,7 +83,7 @@ impl AdmissionPolicy {
         for extra in parts {
             match extra.split_once(':') {
                 Some(("prefill_step_chunk", n)) => {
-                    step_chunk = Some(n.parse::<usize>().map_err(|_| bad())?)
+                    step_chunk = Some(n.trim().parse::<usize>().map_err(|_| bad())?)
                 }
                 _ => return Err(bad()),
             }
@@ -91,8 +91,10 @@ impl AdmissionPolicy {
         let policy = match head.split_once(':') {
             None if head == "continuous_default" => AdmissionPolicy::ContinuousDefault,
             None if head == "prompt_token_estimate" => AdmissionPolicy::PromptTokenEstimate,
+            // The decision carries the knob's value as written; Ferrum's resolver accepted it
+            // with its trimming integer parser, and the scheduler reads it the same way.
             Some(("prefill_first_until_active", n)) => {
-                let until = n.parse::<usize>().map_err(|_| bad())?;
+                let until = n.trim().parse::<usize>().map_err(|_| bad())?;
                 if until == 0 {
                     AdmissionPolicy::ContinuousDefault
                 } else {
@@ -102,8 +104,10 @@ impl AdmissionPolicy {
                     }
                 }
             }
-            Some(("active_decode_prefill_chunk", n)) => match n.parse::<usize>() {
-                Ok(0) | Err(_) => return Err(bad()),
+            // `00` or ` 0` pass Ferrum's `:0` check; a chunk of 0 disables chunking.
+            Some(("active_decode_prefill_chunk", n)) => match n.trim().parse::<usize>() {
+                Err(_) => return Err(bad()),
+                Ok(0) => AdmissionPolicy::ContinuousDefault,
                 Ok(n) => AdmissionPolicy::ActiveDecodePrefillChunk(n),
             },
             _ => return Err(bad()),
@@ -295,7 +299,14 @@ impl EngineKnobs {
             Some(Value::String(p)) => Some(LayerSplitPlan::parse(p)?),
             _ => None,
         };
-        let pipeline_mode = match doc.get("selected_pipeline_mode").and_then(Value::as_str) {
+        // Ferrum validates the mode case-insensitively but copies the raw string into
+        // `selected_pipeline_mode` (`Overlapped` keeps the whole batch as one microbatch, which
+        // `selected_microbatch_size` already says); read the mode as Ferrum validated it.
+        let mode = doc
+            .get("selected_pipeline_mode")
+            .and_then(Value::as_str)
+            .map(|m| m.trim().to_ascii_lowercase());
+        let pipeline_mode = match mode.as_deref() {
             None | Some("sequential") => PipelineMode::Sequential,
             Some("batch") => PipelineMode::Batch,
             Some("overlapped") => PipelineMode::Overlapped,
@@ -454,6 +465,19 @@ mod tests {
             AdmissionPolicy::parse("prompt_token_estimate").unwrap(),
             AdmissionPolicy::PromptTokenEstimate
         );
+        // Values as written by the user reach the decision string unchanged (issue 7).
+        assert_eq!(
+            AdmissionPolicy::parse("prefill_first_until_active: 010").unwrap(),
+            AdmissionPolicy::PrefillFirstUntilActive {
+                until: 10,
+                step_chunk: None
+            }
+        );
+        assert_eq!(
+            AdmissionPolicy::parse("active_decode_prefill_chunk:00").unwrap(),
+            AdmissionPolicy::ContinuousDefault
+        );
+        assert!(AdmissionPolicy::parse("active_decode_prefill_chunk:x").is_err());
         assert!(AdmissionPolicy::parse("fastest")
             .unwrap_err()
             .to_string()
@@ -465,6 +489,14 @@ mod tests {
         d["selected_pipeline_mode"] = json!("overlapped");
         d["selected_microbatch_size"] = json!(8);
         let k = EngineKnobs::from_effective_config(&d).unwrap();
+        let mut raw_mode = d.clone();
+        raw_mode["selected_pipeline_mode"] = json!("Overlapped");
+        raw_mode["selected_microbatch_size"] = json!(16);
+        let quirk = EngineKnobs::from_effective_config(&raw_mode).unwrap();
+        assert_eq!(
+            (quirk.pipeline_mode, quirk.microbatch_size),
+            (PipelineMode::Overlapped, 16)
+        );
         let plan = k.layer_split.clone().unwrap();
         assert_eq!(
             (plan.stage0_layers, plan.total_layers, plan.boundary(8)),
