@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod execute;
 pub mod measure;
+pub mod metric;
 pub mod orchestrate;
 pub mod preset;
 pub mod report;
