@@ -24,7 +24,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", head.display());
         if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
             if let Some(common) = git(&["rev-parse", "--git-common-dir"]) {
-                println!("cargo:rerun-if-changed={}", Path::new(&common).join(r).display());
+                println!(
+                    "cargo:rerun-if-changed={}",
+                    Path::new(&common).join(r).display()
+                );
             }
         }
     }

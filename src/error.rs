@@ -99,7 +99,11 @@ pub struct CompareOutcome {
 /// Exit code of `compare` (and of the `diff` equality test via `different`):
 /// 2 when inputs could not be compared, else 1 on a regression (or drift with `fail_on_drift`),
 /// else 4 on inconclusive verdicts with `fail_on_inconclusive`, else 0.
-pub fn compare_exit_code(o: CompareOutcome, fail_on_drift: bool, fail_on_inconclusive: bool) -> i32 {
+pub fn compare_exit_code(
+    o: CompareOutcome,
+    fail_on_drift: bool,
+    fail_on_inconclusive: bool,
+) -> i32 {
     if o.not_comparable {
         EXIT_USAGE
     } else if o.regressed || (fail_on_drift && o.drift) {
@@ -128,15 +132,30 @@ mod tests {
     fn compare_exit_codes_by_precedence() {
         let o = CompareOutcome::default();
         assert_eq!(compare_exit_code(o, true, true), EXIT_OK);
-        let inc = CompareOutcome { inconclusive: true, ..o };
+        let inc = CompareOutcome {
+            inconclusive: true,
+            ..o
+        };
         assert_eq!(compare_exit_code(inc, false, false), EXIT_OK);
         assert_eq!(compare_exit_code(inc, false, true), EXIT_INCONCLUSIVE);
-        let drift = CompareOutcome { drift: true, inconclusive: true, ..o };
+        let drift = CompareOutcome {
+            drift: true,
+            inconclusive: true,
+            ..o
+        };
         assert_eq!(compare_exit_code(drift, false, true), EXIT_INCONCLUSIVE);
         assert_eq!(compare_exit_code(drift, true, true), EXIT_NEGATIVE);
-        let reg = CompareOutcome { regressed: true, inconclusive: true, ..o };
+        let reg = CompareOutcome {
+            regressed: true,
+            inconclusive: true,
+            ..o
+        };
         assert_eq!(compare_exit_code(reg, false, true), EXIT_NEGATIVE);
-        let nc = CompareOutcome { not_comparable: true, regressed: true, ..o };
+        let nc = CompareOutcome {
+            not_comparable: true,
+            regressed: true,
+            ..o
+        };
         assert_eq!(compare_exit_code(nc, false, false), EXIT_USAGE);
         assert_eq!((diff_exit_code(true), diff_exit_code(false)), (0, 1));
     }

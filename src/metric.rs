@@ -209,8 +209,14 @@ mod tests {
             assert_eq!(m.unit == "ms", m.kind == MetricKind::Latency, "{}", m.name);
         }
         assert_eq!(Metric::ranking().name, "output_tok_s");
-        assert_eq!(Metric::by_name("tpot_p99").unwrap().default_threshold(), 0.05);
-        assert_eq!(Metric::by_name("output_tok_s").unwrap().default_threshold(), 0.03);
+        assert_eq!(
+            Metric::by_name("tpot_p99").unwrap().default_threshold(),
+            0.05
+        );
+        assert_eq!(
+            Metric::by_name("output_tok_s").unwrap().default_threshold(),
+            0.03
+        );
         assert!(Metric::by_name("nope").is_none());
     }
 

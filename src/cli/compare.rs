@@ -63,22 +63,31 @@ fn parse_threshold(raw: &str) -> Result<(String, f64), String> {
     let (name, value) = crate::cli::parse_key_value(raw)?;
     if Metric::by_name(&name).is_none() {
         let names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
-        return Err(format!("unknown metric `{name}`; one of: {}", names.join(", ")));
+        return Err(format!(
+            "unknown metric `{name}`; one of: {}",
+            names.join(", ")
+        ));
     }
     let number = value.trim().trim_end_matches('%').trim();
-    let pct: f64 = number
-        .parse()
-        .map_err(|_| format!("threshold `{value}` for {name} is not a number; write e.g. {name}=8%"))?;
+    let pct: f64 = number.parse().map_err(|_| {
+        format!("threshold `{value}` for {name} is not a number; write e.g. {name}=8%")
+    })?;
     if !(pct > 0.0 && pct <= 100.0) {
-        return Err(format!("threshold {pct} % for {name} is out of range; use 0 < t ≤ 100 %"));
+        return Err(format!(
+            "threshold {pct} % for {name} is out of range; use 0 < t ≤ 100 %"
+        ));
     }
     Ok((name, pct / 100.0))
 }
 
 fn parse_alpha(raw: &str) -> Result<f64, String> {
-    let a: f64 = raw.parse().map_err(|_| format!("--alpha `{raw}` is not a number"))?;
+    let a: f64 = raw
+        .parse()
+        .map_err(|_| format!("--alpha `{raw}` is not a number"))?;
     if !(a > 0.0 && a <= 0.5) {
-        return Err(format!("--alpha {a} is out of range; use 0 < α ≤ 0.5 (e.g. 0.05)"));
+        return Err(format!(
+            "--alpha {a} is out of range; use 0 < α ≤ 0.5 (e.g. 0.05)"
+        ));
     }
     Ok(a)
 }
@@ -119,5 +128,9 @@ pub fn run(args: Args) -> Result<i32, Error> {
         inconclusive: c.inconclusive > 0,
         not_comparable: c.not_comparable > 0 || report.pairs.is_empty(),
     };
-    Ok(compare_exit_code(outcome, args.fail_on_drift, args.fail_on_inconclusive))
+    Ok(compare_exit_code(
+        outcome,
+        args.fail_on_drift,
+        args.fail_on_inconclusive,
+    ))
 }

@@ -161,7 +161,10 @@ impl Side {
             return Err(ResultsError::Io {
                 action: "read",
                 path: path.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file or directory",
+                ),
             });
         }
         let text = read_text(path)?;
@@ -181,7 +184,9 @@ impl Side {
                 }
             }
         };
-        let first = docs.first().ok_or_else(|| corrupt(path, "empty JSON array"))?;
+        let first = docs
+            .first()
+            .ok_or_else(|| corrupt(path, "empty JSON array"))?;
         if first.get("aggregate").is_some() && first.get("cell").is_some() {
             return Side::load_cell(path);
         }
@@ -230,7 +235,10 @@ impl Side {
             if completed && !stats_path.is_file() {
                 return Err(corrupt(
                     &stats_path,
-                    format!("missing: manifest.json lists cell `{}` as completed", c.name),
+                    format!(
+                        "missing: manifest.json lists cell `{}` as completed",
+                        c.name
+                    ),
                 ));
             }
             if !completed {

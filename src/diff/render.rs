@@ -27,7 +27,12 @@ fn field(c: &FieldChange) -> String {
 pub fn config_diff_lines(d: &ConfigDiff, indent: &str) -> Vec<String> {
     let mut out = Vec::new();
     for e in &d.entries {
-        out.push(format!("{indent}entry {}: {} → {}", e.key, entry(&e.old), entry(&e.new)));
+        out.push(format!(
+            "{indent}entry {}: {} → {}",
+            e.key,
+            entry(&e.old),
+            entry(&e.new)
+        ));
     }
     for dc in &d.decisions {
         let mut parts: Vec<String> = dc.fields.iter().map(field).collect();
@@ -35,7 +40,10 @@ pub fn config_diff_lines(d: &ConfigDiff, indent: &str) -> Vec<String> {
             parts.push(format!("candidates +[{}]", dc.candidates_added.join(", ")));
         }
         if !dc.candidates_removed.is_empty() {
-            parts.push(format!("candidates −[{}]", dc.candidates_removed.join(", ")));
+            parts.push(format!(
+                "candidates −[{}]",
+                dc.candidates_removed.join(", ")
+            ));
         }
         for r in &dc.rejected_changed {
             parts.push(format!(
@@ -50,7 +58,11 @@ pub fn config_diff_lines(d: &ConfigDiff, indent: &str) -> Vec<String> {
             Presence::Removed => " (removed)",
             Presence::Changed => "",
         };
-        out.push(format!("{indent}decision {}{tag}: {}", dc.selection, parts.join("; ")));
+        out.push(format!(
+            "{indent}decision {}{tag}: {}",
+            dc.selection,
+            parts.join("; ")
+        ));
     }
     for c in &d.selected {
         out.push(format!("{indent}{}", field(c)));

@@ -61,7 +61,10 @@ impl DiffInput {
             {
                 return Err(corrupt(
                     path,
-                    format!("decision {} has no `selection`; not a decision trace", i + 1),
+                    format!(
+                        "decision {} has no `selection`; not a decision trace",
+                        i + 1
+                    ),
                 ));
             }
             return Ok(DiffInput::Trace(lines));
@@ -138,7 +141,10 @@ pub fn run_cell_configs(run: &Path) -> Result<BTreeMap<String, (String, Value)>,
     let manifest = read_manifest_path(run)?;
     let mut out = BTreeMap::new();
     for c in &manifest.cells {
-        let cfg = run.join(CELLS_DIR).join(&c.name).join(EFFECTIVE_CONFIG_FILE);
+        let cfg = run
+            .join(CELLS_DIR)
+            .join(&c.name)
+            .join(EFFECTIVE_CONFIG_FILE);
         if cfg.is_file() {
             let key = crate::compare::match_key(&c.knobs, &c.load.label());
             out.insert(key, (c.name.clone(), read_config(&cfg)?));
@@ -189,7 +195,10 @@ pub fn diff_runs(
     b: &BTreeMap<String, (String, Value)>,
 ) -> RunDiff {
     if a.len() == 1 && b.len() == 1 {
-        let ((_, (na, ca)), (_, (nb, cb))) = (a.iter().next().unwrap_or_else(|| unreachable!()), b.iter().next().unwrap_or_else(|| unreachable!()));
+        let ((_, (na, ca)), (_, (nb, cb))) = (
+            a.iter().next().unwrap_or_else(|| unreachable!()),
+            b.iter().next().unwrap_or_else(|| unreachable!()),
+        );
         return RunDiff {
             cells: vec![CellConfigDiff {
                 a: na.clone(),

@@ -26,7 +26,14 @@ fn each_decision_field_is_reported() {
     let d = diff_decisions(&a, &[decision("x", "b", "default")]);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].presence, Presence::Changed);
-    assert_eq!(d[0].fields, vec![FieldChange { field: "selected".into(), old: json!("a"), new: json!("b") }]);
+    assert_eq!(
+        d[0].fields,
+        vec![FieldChange {
+            field: "selected".into(),
+            old: json!("a"),
+            new: json!("b")
+        }]
+    );
     // source
     let d = diff_decisions(&a, &[decision("x", "a", "cli")]);
     assert_eq!(d[0].fields[0].field, "source");
@@ -45,11 +52,19 @@ fn each_decision_field_is_reported() {
     assert!(d[0].fields.is_empty());
     // rejected reason changed, added, removed
     let mut b = decision("x", "a", "default");
-    b["rejected"] = json!([{"value": "b", "reason": "b unsupported"}, {"value": "d", "reason": "new"}]);
+    b["rejected"] =
+        json!([{"value": "b", "reason": "b unsupported"}, {"value": "d", "reason": "new"}]);
     let d = diff_decisions(&a, &[b]);
     let r = &d[0].rejected_changed;
     assert_eq!(r.len(), 3, "{r:?}");
-    assert_eq!((r[0].value.as_str(), r[0].old.as_deref(), r[0].new.as_deref()), ("b", Some("b not selected"), Some("b unsupported")));
+    assert_eq!(
+        (
+            r[0].value.as_str(),
+            r[0].old.as_deref(),
+            r[0].new.as_deref()
+        ),
+        ("b", Some("b not selected"), Some("b unsupported"))
+    );
     assert_eq!((r[1].value.as_str(), r[1].new.as_deref()), ("c", None));
     assert_eq!((r[2].value.as_str(), r[2].old.as_deref()), ("d", None));
 }
@@ -60,16 +75,38 @@ fn decisions_added_and_removed() {
     let b = vec![decision("y", "a", "default")];
     let d = diff_decisions(&a, &b);
     assert_eq!(d.len(), 2);
-    assert_eq!((d[0].selection.as_str(), d[0].presence), ("x", Presence::Removed));
-    assert_eq!((d[1].selection.as_str(), d[1].presence), ("y", Presence::Added));
-    assert_eq!(d[1].fields[0], FieldChange { field: "selected".into(), old: Value::Null, new: json!("a") });
+    assert_eq!(
+        (d[0].selection.as_str(), d[0].presence),
+        ("x", Presence::Removed)
+    );
+    assert_eq!(
+        (d[1].selection.as_str(), d[1].presence),
+        ("y", Presence::Added)
+    );
+    assert_eq!(
+        d[1].fields[0],
+        FieldChange {
+            field: "selected".into(),
+            old: Value::Null,
+            new: json!("a")
+        }
+    );
 }
 
 #[test]
 fn entries_added_removed_and_changed() {
     let e = |k: &str, v: &str, s: &str| json!({"key": k, "effective_value": v, "source": s, "affects": ["performance"]});
-    let a = vec![e("FERRUM_A", "1", "config_file"), e("FERRUM_B", "2", "cli"), e("FERRUM_C", "3", "env")];
-    let b = vec![e("FERRUM_A", "1", "config_file"), e("FERRUM_B", "64", "cli"), e("FERRUM_C", "3", "cli"), e("FERRUM_D", "4", "script_case")];
+    let a = vec![
+        e("FERRUM_A", "1", "config_file"),
+        e("FERRUM_B", "2", "cli"),
+        e("FERRUM_C", "3", "env"),
+    ];
+    let b = vec![
+        e("FERRUM_A", "1", "config_file"),
+        e("FERRUM_B", "64", "cli"),
+        e("FERRUM_C", "3", "cli"),
+        e("FERRUM_D", "4", "script_case"),
+    ];
     let mut a2 = a.clone();
     a2.push(e("FERRUM_E", "5", "env"));
     let d = diff_entries(&a2, &b);
@@ -104,11 +141,21 @@ fn selected_and_admission_fields() {
 #[test]
 fn golden_effective_configs_diff_by_hardware() {
     let read = |p: &str| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(format!("{}/tests/golden/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap()).unwrap()
+        serde_json::from_str(
+            &std::fs::read_to_string(format!("{}/tests/golden/{p}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap(),
+        )
+        .unwrap()
     };
-    let (a, b) = (read("m3_rtx4090.effective_config.json"), read("m3_auto.effective_config.json"));
+    let (a, b) = (
+        read("m3_rtx4090.effective_config.json"),
+        read("m3_auto.effective_config.json"),
+    );
     assert!(diff_effective_configs(&a, &a).is_empty());
     let d = diff_effective_configs(&a, &b);
     assert!(!d.is_empty());
-    assert!(!d.decisions.is_empty(), "cuda vs cpu must change some decision");
+    assert!(
+        !d.decisions.is_empty(),
+        "cuda vs cpu must change some decision"
+    );
 }

@@ -39,12 +39,20 @@ impl ScalarStats {
     pub fn from_samples(xs: &[f64]) -> ScalarStats {
         let m = mean(xs).unwrap_or(0.0);
         if xs.len() < MIN_REPEATS_FOR_CI {
-            return ScalarStats { mean: m, stddev: None, ci95_hw: None };
+            return ScalarStats {
+                mean: m,
+                stddev: None,
+                ci95_hw: None,
+            };
         }
         let s = std_dev(xs).unwrap_or(0.0);
         let hw = student_t_975(xs.len() - 1).unwrap_or(0.0) * s / (xs.len() as f64).sqrt();
         let nz = |x: f64| (x != 0.0).then_some(x);
-        ScalarStats { mean: m, stddev: nz(s), ci95_hw: nz(hw) }
+        ScalarStats {
+            mean: m,
+            stddev: nz(s),
+            ci95_hw: nz(hw),
+        }
     }
 }
 
@@ -140,7 +148,11 @@ pub struct BenchReport {
     pub env_hash: String,
 }
 
-fn metric_set(records: &[RequestRecord], repeats: &[u32], f: fn(&RequestRecord) -> Vec<f64>) -> MetricSet {
+fn metric_set(
+    records: &[RequestRecord],
+    repeats: &[u32],
+    f: fn(&RequestRecord) -> Vec<f64>,
+) -> MetricSet {
     let per_repeat: Vec<Vec<f64>> = repeats
         .iter()
         .map(|r| {
@@ -152,10 +164,18 @@ fn metric_set(records: &[RequestRecord], repeats: &[u32], f: fn(&RequestRecord) 
         })
         .collect();
     let at = |q: f64| {
-        let xs: Vec<f64> = per_repeat.iter().map(|v| percentile(v, q).unwrap_or(0.0)).collect();
+        let xs: Vec<f64> = per_repeat
+            .iter()
+            .map(|v| percentile(v, q).unwrap_or(0.0))
+            .collect();
         ScalarStats::from_samples(&xs)
     };
-    MetricSet { p50: at(50.0), p75: at(75.0), p95: at(95.0), p99: at(99.0) }
+    MetricSet {
+        p50: at(50.0),
+        p75: at(75.0),
+        p95: at(95.0),
+        p99: at(99.0),
+    }
 }
 
 /// Build the report of the cell whose `stats.json` is `stats_path` (its `requests.jsonl` sits
@@ -186,7 +206,6 @@ pub fn stats_path_of(input: &Path) -> PathBuf {
     }
 }
 
-
 fn from_parts(stats: &StatsFile, records: &[RequestRecord]) -> BenchReport {
     let repeats: Vec<u32> = stats.repeats.iter().map(|r| r.repeat).collect();
     let scalar = |f: fn(&crate::measure::RepeatSummary) -> f64| {
@@ -216,7 +235,11 @@ fn from_parts(stats: &StatsFile, records: &[RequestRecord]) -> BenchReport {
     let limit = |x: Option<f64>| x.unwrap_or(f64::MAX);
     BenchReport {
         model: stats.cell.preset.clone(),
-        backend: if stats.engine.kind == "reference" { "cpu".into() } else { stats.engine.kind.clone() },
+        backend: if stats.engine.kind == "reference" {
+            "cpu".into()
+        } else {
+            stats.engine.kind.clone()
+        },
         scenario: scenario.into(),
         concurrency,
         request_rate,
@@ -256,7 +279,14 @@ mod tests {
     #[test]
     fn scalar_stats_follow_ferrums_omission_rule() {
         let two = ScalarStats::from_samples(&[1.0, 3.0]);
-        assert_eq!(two, ScalarStats { mean: 2.0, stddev: None, ci95_hw: None });
+        assert_eq!(
+            two,
+            ScalarStats {
+                mean: 2.0,
+                stddev: None,
+                ci95_hw: None
+            }
+        );
         let same = ScalarStats::from_samples(&[2.0, 2.0, 2.0]);
         assert_eq!(serde_json::to_string(&same).unwrap(), r#"{"mean":2.0}"#);
         let three = ScalarStats::from_samples(&[10.0, 12.0, 14.0]);

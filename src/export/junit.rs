@@ -48,7 +48,10 @@ impl Exporter for Junit {
                 let body = match m.comparison.verdict {
                     Verdict::Regressed => {
                         failures += 1;
-                        format!("      <failure message=\"regressed\">{}</failure>\n", x(&detail))
+                        format!(
+                            "      <failure message=\"regressed\">{}</failure>\n",
+                            x(&detail)
+                        )
                     }
                     Verdict::Inconclusive => {
                         skipped += 1;
@@ -57,7 +60,11 @@ impl Exporter for Junit {
                             x(m.comparison.reason.as_deref().unwrap_or(""))
                         )
                     }
-                    v => format!("      <system-out>{}: {}</system-out>\n", v.as_str(), x(&detail)),
+                    v => format!(
+                        "      <system-out>{}: {}</system-out>\n",
+                        v.as_str(),
+                        x(&detail)
+                    ),
                 };
                 cases.push_str(&format!(
                     "    <testcase classname=\"{}\" name=\"{}\">\n{body}    </testcase>\n",

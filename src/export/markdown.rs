@@ -1,7 +1,7 @@
 //! `--format md`: GitHub job-summary Markdown — headline, one table per pair, drift beside it,
 //! unmatched cells.
 
-use super::{decimals, title, fmt_change, fmt_p, fmt_side, headline, verdict_text, Exporter};
+use super::{decimals, fmt_change, fmt_p, fmt_side, headline, title, verdict_text, Exporter};
 use crate::compare::CompareReport;
 use crate::diff::config_diff_lines;
 use crate::stats::Verdict;
@@ -90,7 +90,12 @@ impl Exporter for Markdown {
         if !r.unmatched.is_empty() {
             md.push_str("\n## Cells without a pair\n\n| side | cell | reason |\n|---|---|---|\n");
             for u in &r.unmatched {
-                md.push_str(&format!("| {} | {} | {} |\n", u.side, esc(&u.name), esc(&u.reason)));
+                md.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    u.side,
+                    esc(&u.name),
+                    esc(&u.reason)
+                ));
             }
         }
         md

@@ -4,7 +4,7 @@
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
-use super::{decimals, title, fmt_change, fmt_p, fmt_side, headline, verdict_text, Exporter};
+use super::{decimals, fmt_change, fmt_p, fmt_side, headline, title, verdict_text, Exporter};
 use crate::compare::CompareReport;
 use crate::diff::config_diff_lines;
 use crate::stats::Verdict;
@@ -45,7 +45,14 @@ impl Exporter for Terminal {
             }
             if !p.metrics.is_empty() {
                 let mut b = Builder::default();
-                b.push_record(["metric", "baseline", "candidate", "change [95 % CI]", "p", "verdict"]);
+                b.push_record([
+                    "metric",
+                    "baseline",
+                    "candidate",
+                    "change [95 % CI]",
+                    "p",
+                    "verdict",
+                ]);
                 for m in &p.metrics {
                     let d = decimals(m);
                     b.push_record([
@@ -78,7 +85,10 @@ impl Exporter for Terminal {
             }
         }
         for u in &r.unmatched {
-            out.push_str(&format!("unmatched {} cell {}: {}\n", u.side, u.name, u.reason));
+            out.push_str(&format!(
+                "unmatched {} cell {}: {}\n",
+                u.side, u.name, u.reason
+            ));
         }
         out.push_str(&format!("\n{}\n", headline(r)));
         out

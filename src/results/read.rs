@@ -107,7 +107,10 @@ mod tests {
         let p = dir.path().join("stats.json");
         std::fs::write(&p, "{\"schema_version\": 1, \"cell\": ").unwrap();
         let e = read_stats_path(&p).unwrap_err().to_string();
-        assert!(e.contains("stats.json") && e.contains("invalid JSON"), "{e}");
+        assert!(
+            e.contains("stats.json") && e.contains("invalid JSON"),
+            "{e}"
+        );
         std::fs::write(&p, "{\"schema_version\": 99}").unwrap();
         let e = read_stats_path(&p).unwrap_err().to_string();
         assert!(e.contains("unsupported schema_version 99"), "{e}");
@@ -115,7 +118,10 @@ mod tests {
         let e = read_stats_path(&p).unwrap_err().to_string();
         assert!(e.contains("not an integer"), "{e}");
         std::fs::write(&p, "{}").unwrap();
-        assert!(read_stats_path(&p).unwrap_err().to_string().contains("no schema_version"));
+        assert!(read_stats_path(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("no schema_version"));
         let missing = dir.path().join("nope.json");
         let e = read_stats_path(&missing).unwrap_err().to_string();
         assert!(e.contains("cannot read") && e.contains("nope.json"), "{e}");

@@ -188,7 +188,13 @@ pub struct Comparison {
 
 /// Apply the verdict rule to baseline `a` and candidate `b` of a metric whose better direction is
 /// `direction`, at significance `alpha` and relative `threshold` (e.g. 0.03).
-pub fn judge(a: &Sample, b: &Sample, direction: Direction, alpha: f64, threshold: f64) -> Comparison {
+pub fn judge(
+    a: &Sample,
+    b: &Sample,
+    direction: Direction,
+    alpha: f64,
+    threshold: f64,
+) -> Comparison {
     let inconclusive = |welch, change, reason: String| Comparison {
         welch,
         change,
@@ -206,7 +212,10 @@ pub fn judge(a: &Sample, b: &Sample, direction: Direction, alpha: f64, threshold
         return inconclusive(
             welch_result,
             change,
-            format!("{}; at least {MIN_REPEATS_FOR_CI} per side are needed", few.join(", ")),
+            format!(
+                "{}; at least {MIN_REPEATS_FOR_CI} per side are needed",
+                few.join(", ")
+            ),
         );
     }
     let (Some(w), Some(c)) = (welch_result, change) else {
@@ -300,21 +309,37 @@ mod tests {
         // A: mean 100, s = 10, n = 4 (vA = 25); B: mean 90, s = 10, n = 4 (vB = 25).
         // ratio 0.9, se = 0.9·√(25/10000 + 25/8100) = 0.9·0.0747424 = 0.0672681;
         // ν = 50²/(2·25²/3) = 6, t(0.975, 6) = 2.446912; CI = −0.1 ± 0.164599.
-        let a = Sample { n: 4, mean: 100.0, std: Some(10.0) };
-        let b = Sample { n: 4, mean: 90.0, std: Some(10.0) };
+        let a = Sample {
+            n: 4,
+            mean: 100.0,
+            std: Some(10.0),
+        };
+        let b = Sample {
+            n: 4,
+            mean: 90.0,
+            std: Some(10.0),
+        };
         let w = welch(&a, &b).unwrap();
         assert!((w.df - 6.0).abs() < 1e-9);
         let c = relative_change(&a, &b, &w).unwrap();
         assert!((c.estimate + 0.1).abs() < 1e-12);
         assert!((c.lower - (-0.1 - 0.164599)).abs() < 1e-5, "{}", c.lower);
         assert!((c.upper - (-0.1 + 0.164599)).abs() < 1e-5, "{}", c.upper);
-        let zero = Sample { n: 4, mean: 0.0, std: Some(1.0) };
+        let zero = Sample {
+            n: 4,
+            mean: 0.0,
+            std: Some(1.0),
+        };
         assert!(relative_change(&zero, &b, &w).is_none());
     }
 
     /// A sample of n = 30 with the given mean and a tiny std, so the CI is ≈ the point estimate.
     fn tight(mean: f64) -> Sample {
-        Sample { n: 30, mean, std: Some(mean * 1e-4) }
+        Sample {
+            n: 30,
+            mean,
+            std: Some(mean * 1e-4),
+        }
     }
 
     #[test]
@@ -345,7 +370,13 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Inconclusive);
         assert!(c.reason.unwrap().contains("p = "));
         // Significant but tiny: 1 % lower with almost no noise → unchanged (inside ±3 %).
-        let c = judge(&tight(100.0), &tight(99.0), Direction::HigherIsBetter, 0.05, 0.03);
+        let c = judge(
+            &tight(100.0),
+            &tight(99.0),
+            Direction::HigherIsBetter,
+            0.05,
+            0.03,
+        );
         assert!(c.welch.unwrap().p < 0.05);
         assert_eq!(c.verdict, Verdict::Unchanged);
         // α matters: p just above α keeps a large-looking drop inconclusive.
@@ -371,7 +402,11 @@ mod tests {
         let reason = c.reason.unwrap();
         assert!(reason.contains("baseline has 2 repeat(s)"), "{reason}");
         assert!(!reason.contains("candidate"), "{reason}");
-        let no_std = Sample { n: 5, mean: 1.0, std: None };
+        let no_std = Sample {
+            n: 5,
+            mean: 1.0,
+            std: None,
+        };
         let c = judge(&no_std, &tight(1.0), Direction::LowerIsBetter, 0.05, 0.05);
         assert_eq!(c.verdict, Verdict::Inconclusive);
         assert_eq!(Verdict::Regressed.as_str(), "regressed");
@@ -382,6 +417,9 @@ mod tests {
         let agg = crate::stats::aggregate(&[10.0, 12.0, 14.0]).unwrap();
         let s = Sample::from_aggregate(&agg);
         assert!((s.ci95_half_width().unwrap() - agg.ci95.half_width().unwrap()).abs() < 1e-12);
-        assert!(Sample::from_values(&[1.0, 2.0]).unwrap().ci95_half_width().is_none());
+        assert!(Sample::from_values(&[1.0, 2.0])
+            .unwrap()
+            .ci95_half_width()
+            .is_none());
     }
 }

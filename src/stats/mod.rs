@@ -13,8 +13,10 @@ mod aggregate;
 pub mod difference;
 mod percentile;
 
-pub use difference::{judge, welch, Comparison, RelativeChange, Sample, Verdict, Welch, DEFAULT_ALPHA};
 pub use aggregate::{aggregate, student_t_975, Aggregate, Ci95, MIN_REPEATS_FOR_CI};
+pub use difference::{
+    judge, welch, Comparison, RelativeChange, Sample, Verdict, Welch, DEFAULT_ALPHA,
+};
 pub use percentile::{percentile, percentile_sorted, Summary};
 
 use serde::{Deserialize, Serialize};

@@ -29,9 +29,21 @@ fn load_label(concurrency: Option<f64>, rate: Option<f64>) -> String {
 /// BenchReport fields per metric: (metric, path of the `ScalarStats` in the report, path of the
 /// per-repeat value inside a `repeat_metrics` row).
 const BENCH_REPORT: [(&str, &[&str], &[&str]); 12] = [
-    ("output_tok_s", &["output_throughput_tps"], &["output_throughput_tps"]),
-    ("total_tok_s", &["total_throughput_tps"], &["total_throughput_tps"]),
-    ("request_rps", &["request_throughput_rps"], &["request_throughput_rps"]),
+    (
+        "output_tok_s",
+        &["output_throughput_tps"],
+        &["output_throughput_tps"],
+    ),
+    (
+        "total_tok_s",
+        &["total_throughput_tps"],
+        &["total_throughput_tps"],
+    ),
+    (
+        "request_rps",
+        &["request_throughput_rps"],
+        &["request_throughput_rps"],
+    ),
     ("goodput_rps", &["goodput_rps"], &["goodput_rps"]),
     ("ttft_p50", &["ttft_ms", "p50"], &["ttft_ms", "p50"]),
     ("ttft_p99", &["ttft_ms", "p99"], &["ttft_ms", "p99"]),
@@ -136,8 +148,14 @@ pub(super) fn vllm(path: &Path, docs: &[Value]) -> Result<Side, ResultsError> {
         });
     }
     let first = &docs[0];
-    let label = load_label(num(first, &["max_concurrency"]), num(first, &["request_rate"]));
-    let model = first.get("model_id").and_then(Value::as_str).unwrap_or("vllm");
+    let label = load_label(
+        num(first, &["max_concurrency"]),
+        num(first, &["request_rate"]),
+    );
+    let model = first
+        .get("model_id")
+        .and_then(Value::as_str)
+        .unwrap_or("vllm");
     Ok(Side {
         info: SideInfo {
             path: path.display().to_string(),
