@@ -2,7 +2,8 @@
 //!
 //! Each boundary has its own `thiserror` enum (presets, resolver, engine, results, ...); this enum
 //! wraps them so the CLI can map any failure to the documented exit code:
-//! 0 ok, 1 negative verdict (e.g. a regression), 2 usage/config error, 3 engine failure.
+//! 0 ok, 1 negative verdict (e.g. a regression), 2 usage/config error, 3 engine failure,
+//! 4 inconclusive comparison (only with `compare --fail-on-inconclusive`).
 
 use crate::config::ResolveError;
 use crate::engine::EngineError;
@@ -19,6 +20,8 @@ pub const EXIT_NEGATIVE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: the engine failed.
 pub const EXIT_ENGINE: i32 = 3;
+/// Exit code: `compare --fail-on-inconclusive` found inconclusive verdicts (and no regression).
+pub const EXIT_INCONCLUSIVE: i32 = 4;
 /// Exit code: interrupted (Ctrl-C), as a shell reports SIGINT.
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -77,5 +80,83 @@ impl Error {
             Error::Resolve(err) => err.note(),
             _ => None,
         }
+    }
+}
+
+/// What a `compare` found, for [`compare_exit_code`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompareOutcome {
+    /// Some metric of some pair is `regressed`.
+    pub regressed: bool,
+    /// Some pair's effective configs differ.
+    pub drift: bool,
+    /// Some metric is `inconclusive`.
+    pub inconclusive: bool,
+    /// Some pair is not comparable (workload hash differs) or nothing could be paired.
+    pub not_comparable: bool,
+}
+
+/// Exit code of `compare` (and of the `diff` equality test via `different`):
+/// 2 when inputs could not be compared, else 1 on a regression (or drift with `fail_on_drift`),
+/// else 4 on inconclusive verdicts with `fail_on_inconclusive`, else 0.
+pub fn compare_exit_code(
+    o: CompareOutcome,
+    fail_on_drift: bool,
+    fail_on_inconclusive: bool,
+) -> i32 {
+    if o.not_comparable {
+        EXIT_USAGE
+    } else if o.regressed || (fail_on_drift && o.drift) {
+        EXIT_NEGATIVE
+    } else if fail_on_inconclusive && o.inconclusive {
+        EXIT_INCONCLUSIVE
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Exit code of `diff`: 0 when equal, 1 when different (like `diff(1)`).
+pub fn diff_exit_code(equal: bool) -> i32 {
+    if equal {
+        EXIT_OK
+    } else {
+        EXIT_NEGATIVE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_exit_codes_by_precedence() {
+        let o = CompareOutcome::default();
+        assert_eq!(compare_exit_code(o, true, true), EXIT_OK);
+        let inc = CompareOutcome {
+            inconclusive: true,
+            ..o
+        };
+        assert_eq!(compare_exit_code(inc, false, false), EXIT_OK);
+        assert_eq!(compare_exit_code(inc, false, true), EXIT_INCONCLUSIVE);
+        let drift = CompareOutcome {
+            drift: true,
+            inconclusive: true,
+            ..o
+        };
+        assert_eq!(compare_exit_code(drift, false, true), EXIT_INCONCLUSIVE);
+        assert_eq!(compare_exit_code(drift, true, true), EXIT_NEGATIVE);
+        let reg = CompareOutcome {
+            regressed: true,
+            inconclusive: true,
+            ..o
+        };
+        assert_eq!(compare_exit_code(reg, false, true), EXIT_NEGATIVE);
+        let nc = CompareOutcome {
+            not_comparable: true,
+            regressed: true,
+            ..o
+        };
+        assert_eq!(compare_exit_code(nc, false, false), EXIT_USAGE);
+        assert_eq!((diff_exit_code(true), diff_exit_code(false)), (0, 1));
     }
 }

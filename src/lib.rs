@@ -10,14 +10,20 @@
 //! - [`config`]: knob registry, runtime snapshot, capabilities, resolver, effective config;
 //! - [`preset`]: TOML presets;
 //! - [`engine`]: the `Engine` trait and the in-process reference engine;
-//! - [`error`]: the top-level error and exit codes.
+//! - [`error`]: the top-level error and exit codes;
+//! - [`metric`]: the one list of metrics (name, unit, direction, accessor);
+//! - [`compare`], [`diff`], [`export`]: regression verdicts, config diffs, exporters.
 
 pub mod cli;
+pub mod compare;
 pub mod config;
+pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod execute;
+pub mod export;
 pub mod measure;
+pub mod metric;
 pub mod orchestrate;
 pub mod preset;
 pub mod report;

@@ -2,6 +2,9 @@
 //! subcommand's options live in their own file and call into the library.
 
 mod common;
+mod compare;
+mod diff;
+mod export;
 mod knobs;
 pub mod merge;
 mod resolve;
@@ -34,6 +37,12 @@ pub enum Command {
     Knobs(knobs::Args),
     /// Join the result directories of several shards or partial runs into one.
     Merge(merge::Args),
+    /// Noise-aware regression verdicts between a baseline and a candidate result.
+    Compare(compare::Args),
+    /// Semantic diff of two decision traces, effective configs or run directories.
+    Diff(diff::Args),
+    /// Write a cell's statistics in another tool's format (Ferrum's BenchReport).
+    Export(export::Args),
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
@@ -69,6 +78,9 @@ fn dispatch(command: Command) -> Result<i32, Error> {
         Command::Resolve(args) => resolve::run(args),
         Command::Knobs(args) => knobs::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Compare(args) => compare::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 

@@ -185,14 +185,43 @@ fn ranked(rows: &[SummaryRow]) -> Vec<&SummaryRow> {
     done
 }
 
+/// Rank label: `1 ★` for the best cell, `2 ≈★` for a cell statistically indistinguishable from
+/// it under `compare`'s verdict rule on output tok/s (neither `regressed` nor `improved` against
+/// the best: p ≥ α or the change CI reaches within the 3 % threshold); no tie marks below 3
+/// repeats, where nothing can be told apart.
+fn rank_labels(done: &[&SummaryRow]) -> Vec<String> {
+    use crate::metric::Metric;
+    use crate::stats::{judge, Sample, Verdict, DEFAULT_ALPHA};
+    let m = Metric::ranking();
+    let sample = |r: &SummaryRow| r.output_tps().map(Sample::from_aggregate);
+    let best = done.first().and_then(|r| sample(r));
+    done.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i == 0 {
+                return "1 ★".to_string();
+            }
+            let tie = match (best, sample(r)) {
+                (Some(b), Some(c)) if b.n >= 3 && c.n >= 3 => matches!(
+                    judge(&b, &c, m.direction, DEFAULT_ALPHA, m.default_threshold()).verdict,
+                    Verdict::Unchanged | Verdict::Inconclusive
+                ),
+                _ => false,
+            };
+            format!("{}{}", i + 1, if tie { " ≈★" } else { "" })
+        })
+        .collect()
+}
+
 fn table_rows(rows: &[SummaryRow]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     let done = ranked(rows);
+    let labels = rank_labels(&done);
     let mut ranked_rows = Vec::new();
     for (i, r) in done.iter().enumerate() {
         let s = r.stats.as_ref();
         let agg = |f: MetricFn, d| fmt_agg(s.and_then(f), d);
         ranked_rows.push(vec![
-            format!("{}{}", i + 1, if i == 0 { " ★" } else { "" }),
+            labels[i].clone(),
             r.name.clone(),
             agg(METRICS[0].1, 1),
             agg(METRICS[4].1, 1),
@@ -216,6 +245,9 @@ fn table_rows(rows: &[SummaryRow]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     (ranked_rows, others)
 }
 
+/// Legend under the ranked table.
+const TIE_NOTE: &str = "★ best; ≈★ not distinguishable from it (Welch p ≥ 0.05 or the change CI reaches within ±3 %; needs ≥ 3 repeats)\n";
+
 const RANK_HEADER: [&str; 7] = [
     "rank",
     "cell",
@@ -227,7 +259,7 @@ const RANK_HEADER: [&str; 7] = [
 ];
 
 /// The final terminal table: completed cells ranked by output tok/s (mean ± 95 % CI), the best
-/// marked ★, then every skipped, failed, interrupted or pending cell with its reason.
+/// marked ★ and cells statistically tied with it ≈★, then every skipped, failed, interrupted or pending cell with its reason.
 pub fn ranked_table(rows: &[SummaryRow]) -> String {
     let (ranked_rows, others) = table_rows(rows);
     let mut out = String::new();
@@ -241,6 +273,7 @@ pub fn ranked_table(rows: &[SummaryRow]) -> String {
         }
         out.push_str(&b.build().with(Style::rounded()).to_string());
         out.push('\n');
+        out.push_str(TIE_NOTE);
     }
     if !others.is_empty() {
         let mut b = Builder::default();
@@ -285,6 +318,8 @@ pub fn summary_markdown(manifest: &Manifest, rows: &[SummaryRow]) -> String {
     } else {
         md.push_str("## Cells ranked by output tok/s (mean ± 95 % CI)\n\n");
         md.push_str(&md_table(&RANK_HEADER, &ranked_rows));
+        md.push('\n');
+        md.push_str(TIE_NOTE);
     }
     if !others.is_empty() {
         md.push_str("\n## Cells not measured\n\n");
@@ -380,6 +415,37 @@ mod tests {
         assert!(
             text.ends_with("estimated duration: 2m05s (rough: assumes the default engine speed)\n")
         );
+    }
+
+    #[test]
+    fn ties_with_the_best_cell_are_marked() {
+        let row = |name: &str, xs: &[f64]| {
+            let mut agg = crate::measure::aggregate_repeats(&[]);
+            agg.output_tokens_per_s = crate::stats::aggregate(xs);
+            SummaryRow {
+                name: name.into(),
+                key: name.into(),
+                status: CellStatus::Completed,
+                reason: None,
+                knobs: BTreeMap::new(),
+                load: LoadPoint::Closed { concurrency: 32 },
+                stats: Some(StatsFile {
+                    aggregate: agg,
+                    ..serde_json::from_str(include_str!("../../tests/golden/stats.json")).unwrap()
+                }),
+            }
+        };
+        // The README example: 1280.0 ± 28.5 vs 1246.1 ± 159.5 is a tie; 425 ± 36 is not.
+        let rows = [
+            row("best", &[1268.0, 1280.0, 1292.0]),
+            row("noisy", &[1180.0, 1246.0, 1312.0]),
+            row("slow", &[410.0, 425.0, 440.0]),
+        ];
+        let done = ranked(&rows);
+        assert_eq!(rank_labels(&done), ["1 ★", "2 ≈★", "3"]);
+        // Fewer than 3 repeats: no tie marks.
+        let rows = [row("a", &[100.0, 101.0]), row("b", &[99.0, 100.0])];
+        assert_eq!(rank_labels(&ranked(&rows)), ["1 ★", "2"]);
     }
 
     #[test]

@@ -1,45 +1,16 @@
 //! Provenance captured at run time: harness version and git commit, host CPU, cores, memory, OS,
 //! UTC timestamps.
 
-use std::path::Path;
-use std::process::Command;
-
 use super::{HarnessInfo, HostInfo};
 
-/// The harness's name, version and git commit. The commit is read with `git rev-parse` in the
-/// source directory the binary was built from (recorded at compile time), with `-dirty` appended
-/// when `git status --porcelain` lists changes; `unknown` when git or the checkout is unavailable.
+/// The harness's name, version and git commit *as built*: `build.rs` records `git rev-parse
+/// HEAD` of the source tree at compile time (`-dirty` with local changes, `unknown` outside a
+/// checkout), so a binary copied elsewhere or run after the checkout moved still names its source.
 pub fn harness_info() -> HarnessInfo {
     HarnessInfo {
         name: env!("CARGO_PKG_NAME").to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        git_commit: git_commit(Path::new(env!("CARGO_MANIFEST_DIR"))),
-    }
-}
-
-fn git_commit(dir: &Path) -> String {
-    let run = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    match run(&["rev-parse", "HEAD"]) {
-        Some(sha) if !sha.is_empty() => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{sha}-dirty")
-            } else {
-                sha
-            }
-        }
-        _ => "unknown".to_string(),
+        git_commit: env!("FERRUM_BENCH_GIT_COMMIT").to_string(),
     }
 }
 

@@ -10,6 +10,7 @@
 mod files;
 mod host;
 mod merge;
+pub mod read;
 
 pub use files::{
     CellEntry, CellIdentity, CellWorkload, HarnessInfo, HostInfo, Manifest, PresetInfo, SeedsInfo,

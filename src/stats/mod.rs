@@ -10,9 +10,13 @@
 //! - outliers among repeats use the modified z-score of Iglewicz & Hoaglin (1993).
 
 mod aggregate;
+pub mod difference;
 mod percentile;
 
 pub use aggregate::{aggregate, student_t_975, Aggregate, Ci95, MIN_REPEATS_FOR_CI};
+pub use difference::{
+    judge, welch, Comparison, RelativeChange, Sample, Verdict, Welch, DEFAULT_ALPHA,
+};
 pub use percentile::{percentile, percentile_sorted, Summary};
 
 use serde::{Deserialize, Serialize};
