@@ -18,6 +18,8 @@ pub struct Args {
     load: LoadOpts,
     #[command(flatten)]
     output: OutputOpts,
+    #[command(flatten)]
+    report: super::report::AfterRunOpts,
 }
 
 /// Run one cell.
@@ -27,5 +29,6 @@ pub fn run(args: Args) -> Result<i32, Error> {
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
     let (_, outcome) = orchestrate::run(&choices, &stop)?;
+    super::report::after_run(&outcome, &args.report);
     common::finish(outcome, args.output.format)
 }

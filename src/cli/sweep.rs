@@ -35,6 +35,8 @@ pub struct Args {
     load: LoadOpts,
     #[command(flatten)]
     output: OutputOpts,
+    #[command(flatten)]
+    report: super::report::AfterRunOpts,
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
@@ -56,5 +58,6 @@ pub fn run(args: Args) -> Result<i32, Error> {
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
     let (_, outcome) = orchestrate::run(&choices, &stop)?;
+    super::report::after_run(&outcome, &args.report);
     common::finish(outcome, args.output.format)
 }
