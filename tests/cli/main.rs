@@ -3,6 +3,7 @@
 
 mod knobs;
 mod merge;
+mod report;
 mod resolve;
 mod sweep;
 

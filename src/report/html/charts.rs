@@ -46,7 +46,7 @@ pub fn heatmap(grid: &Grid, cells: &[HeatCell<'_>]) -> String {
     let rows = grid.y_values.len() as f64;
     let cw = (1000.0 / cols).clamp(70.0, 150.0);
     let ch = 54.0;
-    let (left, top) = (150.0, 16.0);
+    let (left, top) = (150.0, 22.0);
     let w = left + cw * cols + 20.0;
     let h = top + ch * rows + 56.0;
     let values: Vec<f64> = cells
@@ -163,12 +163,12 @@ pub fn heatmap(grid: &Grid, cells: &[HeatCell<'_>]) -> String {
     }
     let _ = write!(
         out,
-        "<text class=\"axis-label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text><text class=\"axis-label\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text></svg>",
+        "<text class=\"axis-label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text><text class=\"axis-label\" x=\"{}\" y=\"{}\">{} ↓</text></svg>",
         c(left + cw * cols / 2.0),
         c(base + 38.0),
         esc(&grid.x_name),
-        c(left - 8.0),
-        c(top - 4.0),
+        c(2.0),
+        c(top - 8.0),
         esc(&grid.y_name)
     );
     out
@@ -248,7 +248,7 @@ pub fn pareto_scatter(
     };
     let (x_lo, x_hi) = span(&|p| (p.0 - p.2, p.0 + p.2));
     let (y_lo, y_hi) = span(&|p| (p.1 - p.3, p.1 + p.3));
-    let (w, h) = (600.0, 380.0);
+    let (w, h) = (594.0, 380.0);
     let (frame, xt, yt) = Frame::nice(
         (70.0, 14.0, 500.0, 300.0),
         (x_lo.min(0.0), x_hi),
@@ -436,11 +436,12 @@ pub fn cdf_chart(
         if pts.is_empty() {
             continue;
         }
-        let mut path = vec![(frame.x.at(pts[0].0), frame.y.at(0.0))];
+        let px = |x: f64| frame.x.at(x.min(x_hi));
+        let mut path = vec![(px(pts[0].0), frame.y.at(0.0))];
         let mut prev = 0.0;
         for &(x, f) in pts {
-            path.push((frame.x.at(x), frame.y.at(prev)));
-            path.push((frame.x.at(x), frame.y.at(f)));
+            path.push((px(x), frame.y.at(prev)));
+            path.push((px(x), frame.y.at(f)));
             prev = f;
         }
         let tip = format!(
@@ -472,7 +473,7 @@ pub fn cdf_chart(
     }
     if series.len() > 1 {
         for (i, s) in series.iter().enumerate() {
-            let y = h - legend_h + 16.0 * i as f64 - 4.0;
+            let y = h - legend_h + 16.0 * i as f64 + 2.0;
             let _ = write!(
                 out,
                 "<line class=\"cdf {}\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>",

@@ -113,21 +113,11 @@ pub const E2E_P50: ReportMetric = ReportMetric {
     get: |s| s.aggregate.e2e_ms_median.as_ref(),
 };
 
-/// 99th-percentile time to first token.
-pub const TTFT_P99: ReportMetric = ReportMetric {
-    name: "ttft_ms_p99",
-    label: "TTFT p99",
-    unit: "ms",
-    direction: Direction::LowerIsBetter,
-    decimals: 1,
-    get: |s| s.aggregate.ttft_ms_p99.as_ref(),
-};
-
 /// The objective: what the ranking, the heatmap and the Pareto charts' y axis use.
 pub const OBJECTIVE: ReportMetric = OUTPUT_TPS;
 
 /// Columns of the ranked table after the objective.
-pub const TABLE_COLUMNS: [ReportMetric; 5] = [TTFT_P50, TTFT_P99, TPOT_P50, ITL_P50, E2E_P50];
+pub const TABLE_COLUMNS: [ReportMetric; 4] = [TTFT_P50, TPOT_P50, ITL_P50, E2E_P50];
 
 /// The latency axes of the Pareto charts (throughput against each).
 pub const PARETO_AXES: [ReportMetric; 2] = [TTFT_P50, TPOT_P50];

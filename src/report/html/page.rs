@@ -403,7 +403,17 @@ fn distributions_section(out: &mut String, run: &RunData, ranking: &Ranking) {
             picks.push((n / 2, "median rank", "s-dash", "square"));
         }
         picks.push((n - 1, "worst", "s-dot", "triangle"));
-        out.push_str("<h3>Best, median-ranked and worst cells</h3><div class=\"row\">");
+        out.push_str("<h3>Best, median-ranked and worst cells</h3><p class=\"note\">");
+        for (k, &(pos, what, _, _)) in picks.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}#{} ({what}): <code>{}</code>",
+                if k > 0 { " · " } else { "" },
+                pos + 1,
+                esc(&run.cells[ranking.order[pos]].entry.name)
+            );
+        }
+        out.push_str("</p><div class=\"row\">");
         for (name, label, get) in metrics {
             let series: Vec<CdfSeries<'_>> = picks
                 .iter()
@@ -530,6 +540,7 @@ table{border-collapse:collapse;margin:6px 0}
 th,td{border:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f3f5f7;font-weight:600}
 table.meta th{width:110px}table.meta td{font-size:13px}
+table.ranked{font-size:13px}table.ranked td:first-child{white-space:nowrap}
 table.ranked td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.ranked tr.best td{font-weight:700;background:#eef3fb}
 table.sortable th{cursor:pointer}
@@ -537,8 +548,8 @@ table.diff td{font:12px ui-monospace,"DejaVu Sans Mono",monospace;word-break:bre
 .note{color:var(--muted);margin:4px 0 8px}.warn{font-weight:600}
 nav{margin:8px 0;padding:6px 0;border-top:1px solid var(--line);border-bottom:1px solid var(--line)}
 nav a{color:var(--accent)}
-.engine-details dl{display:grid;grid-template-columns:max-content 1fr;gap:0 12px;margin:4px 0;font-size:12px}
-.engine-details dt{font-weight:600}.engine-details dd{margin:0;word-break:break-all}
+.engine-details{font-size:12px;margin:6px 0;color:var(--muted)}
+.engine-details span{display:inline-block;margin:0 10px 0 0;word-break:break-all}.engine-details b{color:var(--ink)}
 .row{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0}figcaption{color:var(--muted);font-size:12px}
 .cell-card{border:1px solid var(--line);border-radius:4px;padding:4px 8px;margin:8px 0;break-inside:avoid;page-break-inside:avoid}
