@@ -246,14 +246,20 @@ pub fn pareto_scatter(
                 (lo.min(a), hi.max(b))
             })
     };
-    let (x_lo, x_hi) = span(&|p| (p.0 - p.2, p.0 + p.2));
-    let (y_lo, y_hi) = span(&|p| (p.1 - p.3, p.1 + p.3));
+    // Axes from 0 to past the largest mean: a wide interval must not squash every point into a
+    // corner, so whiskers that leave the frame are cut at its edge.
+    let (_, x_hi) = span(&|p| (p.0, p.0));
+    let (_, y_hi) = span(&|p| (p.1, p.1));
     let (w, h) = (594.0, 380.0);
     let (frame, xt, yt) = Frame::nice(
         (70.0, 14.0, 500.0, 300.0),
-        (x_lo.min(0.0), x_hi),
-        (y_lo.min(0.0), y_hi),
+        (0.0, x_hi * 1.08),
+        (0.0, y_hi * 1.08),
     );
+    let x_top = xt.last().copied().unwrap_or(x_hi);
+    let y_top = yt.last().copied().unwrap_or(y_hi);
+    let cx = |v: f64| frame.x.at(v.clamp(0.0, x_top));
+    let cy = |v: f64| frame.y.at(v.clamp(0.0, y_top));
     let mut out = String::new();
     open_svg(
         &mut out,
@@ -310,9 +316,9 @@ pub fn pareto_scatter(
             let _ = write!(
                 out,
                 "<line class=\"whisker\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>",
-                c(frame.x.at(x - xh)),
+                c(cx(x - xh)),
                 c(py),
-                c(frame.x.at(x + xh)),
+                c(cx(x + xh)),
                 c(py)
             );
         }
@@ -321,9 +327,9 @@ pub fn pareto_scatter(
                 out,
                 "<line class=\"whisker\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>",
                 c(px),
-                c(frame.y.at(y - yh)),
+                c(cy(y - yh)),
                 c(px),
-                c(frame.y.at(y + yh))
+                c(cy(y + yh))
             );
         }
         if on_front {
@@ -382,16 +388,31 @@ pub fn cdf_chart(
         .iter()
         .map(|s| cdf_points(s.samples, CDF_MAX_POINTS))
         .collect();
-    let x_hi = curves
+    let x_max = curves
         .iter()
         .flat_map(|cv| cv.iter().map(|p| p.0))
         .fold(0.0f64, f64::max);
+    // A long tail (one stalled token among thousands) would squeeze the body of the curve into
+    // a corner: the axis stops a little past the largest p99 when the maximum is far beyond it,
+    // and the title says so; the curve runs along the right edge there.
+    let p99 = series
+        .iter()
+        .filter_map(|s| crate::stats::percentile(s.samples, 99.0))
+        .fold(0.0f64, f64::max);
+    let cut = x_max > 2.0 * p99 && p99 > 0.0;
+    let x_hi = if cut { p99 * 1.15 } else { x_max };
+    let title = if cut {
+        format!("{title} (axis cut at {}; max {})", num(x_hi), num(x_max))
+    } else {
+        title.to_string()
+    };
+    let title = title.as_str();
     let legend_h = if series.len() > 1 {
         16.0 * series.len() as f64
     } else {
         0.0
     };
-    let plot = (56.0, 22.0, w - 72.0, h - 64.0 - legend_h);
+    let plot = (56.0, 22.0, w - 86.0, h - 70.0 - legend_h);
     let (frame, xt, _) = Frame::nice(plot, (0.0, x_hi), (0.0, 1.0));
     let frame = Frame {
         y: Scale::new(0.0, 1.0, plot.1 + plot.3, plot.1),
@@ -460,13 +481,7 @@ pub fn cdf_chart(
         if series.len() > 1 {
             let every = (pts.len() / 6).max(1);
             for &(x, f) in pts.iter().step_by(every) {
-                out.push_str(&marker(
-                    s.shape,
-                    frame.x.at(x),
-                    frame.y.at(f),
-                    3.5,
-                    "m-series",
-                ));
+                out.push_str(&marker(s.shape, px(x), frame.y.at(f), 3.5, "m-series"));
             }
         }
         out.push_str("</g>");

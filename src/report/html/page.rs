@@ -137,14 +137,12 @@ fn header(out: &mut String, run: &RunData) {
     out.push_str("</table>");
     if let Some(e) = &m.engine {
         if !e.details.is_empty() {
-            out.push_str(
-                "<details class=\"engine-details\" open><summary>engine details</summary><dl>",
-            );
+            out.push_str("<div class=\"engine-details\"><strong>engine details:</strong> ");
             for (k, v) in &e.details {
                 let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(&v));
+                let _ = write!(out, "<span><b>{}</b> {}</span> ", esc(k), esc(&v));
             }
-            out.push_str("</dl></details>");
+            out.push_str("</div>");
         }
     }
     if (m.run.repeats as usize) < crate::stats::MIN_REPEATS_FOR_CI {
@@ -169,7 +167,12 @@ fn ranking_section(out: &mut String, run: &RunData, ranking: &Ranking) {
         out.push_str("<th>cell</th>");
     }
     for k in knobs {
-        let _ = write!(out, "<th title=\"{}\">{}</th>", esc(k), esc(short_knob(k)));
+        let _ = write!(
+            out,
+            "<th class=\"knob\" title=\"{}\">{}</th>",
+            esc(k),
+            esc(short_knob(k))
+        );
     }
     let _ = write!(
         out,
@@ -420,7 +423,7 @@ fn distributions_section(out: &mut String, run: &RunData, ranking: &Ranking) {
                 .map(|&(pos, what, style, shape)| {
                     let c = &run.cells[ranking.order[pos]];
                     CdfSeries {
-                        label: format!("#{} {what}: {}", pos + 1, c.entry.name),
+                        label: format!("#{} ({what})", pos + 1),
                         samples: get(c),
                         style,
                         shape,
@@ -432,8 +435,8 @@ fn distributions_section(out: &mut String, run: &RunData, ranking: &Ranking) {
                 &format!("{name} CDF"),
                 label,
                 &series,
-                400.0,
-                300.0,
+                392.0,
+                290.0,
             ));
         }
         out.push_str("</div>");
@@ -458,7 +461,7 @@ fn distributions_section(out: &mut String, run: &RunData, ranking: &Ranking) {
                 shape: "circle",
             }];
             out.push_str(&charts::cdf_chart(
-                "cdf", &title, label, &series, 390.0, 220.0,
+                "cdf", &title, label, &series, 384.0, 220.0,
             ));
         }
         out.push_str("</div></div>");
@@ -537,10 +540,10 @@ code{font:12px/1.3 ui-monospace,"DejaVu Sans Mono",monospace}
 .engine-kind{display:inline-block;margin:4px 0 10px;padding:4px 12px;border:2px solid var(--accent);border-radius:4px;font-size:16px;text-transform:none}
 .engine-kind strong{text-transform:uppercase;letter-spacing:.04em}
 table{border-collapse:collapse;margin:6px 0}
-th,td{border:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top}
+th,td{border:1px solid var(--line);padding:3px 6px;text-align:left;vertical-align:top}
 th{background:#f3f5f7;font-weight:600}
 table.meta th{width:110px}table.meta td{font-size:13px}
-table.ranked{font-size:13px}table.ranked td:first-child{white-space:nowrap}
+table.ranked{font-size:13px}table.ranked th.knob{word-break:break-all;max-width:130px}table.ranked td:first-child{white-space:nowrap}
 table.ranked td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.ranked tr.best td{font-weight:700;background:#eef3fb}
 table.sortable th{cursor:pointer}
