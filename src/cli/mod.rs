@@ -7,6 +7,7 @@ mod diff;
 mod export;
 mod knobs;
 pub mod merge;
+mod report;
 mod resolve;
 mod run;
 mod sweep;
@@ -43,6 +44,8 @@ pub enum Command {
     Diff(diff::Args),
     /// Write a cell's statistics in another tool's format (Ferrum's BenchReport).
     Export(export::Args),
+    /// Write the self-contained HTML report of a run directory.
+    Report(report::Args),
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
@@ -81,6 +84,7 @@ fn dispatch(command: Command) -> Result<i32, Error> {
         Command::Compare(args) => compare::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Export(args) => export::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

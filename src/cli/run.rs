@@ -20,6 +20,7 @@ pub struct Args {
     output: OutputOpts,
     #[command(flatten)]
     misread: common::MisreadOpts,
+    report: super::report::AfterRunOpts,
 }
 
 /// Run one cell.
@@ -30,5 +31,6 @@ pub fn run(args: Args) -> Result<i32, Error> {
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
     let (_, outcome) = orchestrate::run(&choices, &stop)?;
+    super::report::after_run(&outcome, &args.report);
     common::finish(outcome, args.output.format)
 }

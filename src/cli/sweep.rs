@@ -37,6 +37,7 @@ pub struct Args {
     output: OutputOpts,
     #[command(flatten)]
     misread: common::MisreadOpts,
+    report: super::report::AfterRunOpts,
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
@@ -59,5 +60,6 @@ pub fn run(args: Args) -> Result<i32, Error> {
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
     let (_, outcome) = orchestrate::run(&choices, &stop)?;
+    super::report::after_run(&outcome, &args.report);
     common::finish(outcome, args.output.format)
 }

@@ -1,7 +1,9 @@
 //! Human and tabular output of a run, built only from the serialized result types
 //! (`results::Manifest`, `results::StatsFile`): the ranked `tabled` table, `summary.csv`,
-//! `summary.md`, the `--dry-run` listing, and (in [`progress`]) the only terminal drawing.
+//! `summary.md`, the `--dry-run` listing, (in [`progress`]) the only terminal drawing, and (in
+//! [`html`]) the self-contained `report.html`.
 
+pub mod html;
 pub mod progress;
 mod summary;
 

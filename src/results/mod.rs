@@ -7,11 +7,13 @@
 //! `cells/<name>/`, so a cell directory either is complete or does not exist — Ctrl-C can never
 //! leave half a cell. `stats.json` present ⇔ the cell completed.
 
+mod cells;
 mod files;
 mod host;
 mod merge;
 pub mod read;
 
+pub use cells::{StepLine, EFFECTIVE_CONFIG_FILE, REQUESTS_FILE, STEPS_FILE};
 pub use files::{
     CellEntry, CellIdentity, CellWorkload, HarnessInfo, HostInfo, Manifest, PresetInfo, SeedsInfo,
     StatsFile, SweepInfo, WorkloadInfo, SCHEMA_VERSION,

@@ -4,6 +4,7 @@
 mod compare;
 mod knobs;
 mod merge;
+mod report;
 mod resolve;
 mod sweep;
 

@@ -1,0 +1,170 @@
+//! Rendering tests on a synthetic run built from the golden `manifest.json` / `stats.json`.
+
+use super::*;
+use crate::engine::StepRecord;
+use crate::results::{Manifest, StatsFile, StepLine};
+
+fn golden<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // The golden examples redact host numbers as strings; give them numbers back.
+    if let Some(host) = v.get_mut("host") {
+        host["cores"] = 2.into();
+        host["memory_bytes"] = (1u64 << 30).into();
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+/// The golden 2×2 run: three completed cells (objective values per repeat given) and one failed.
+fn run(values: &[[f64; 3]; 3], with_steps: bool) -> RunData {
+    let manifest: Manifest = golden("manifest.json");
+    let template: StatsFile = golden("stats.json");
+    let mut entries = manifest.cells.clone();
+    entries.sort_by_key(|c| c.index);
+    let mut completed = 0;
+    let cells = entries
+        .into_iter()
+        .map(|entry| {
+            let done = entry.status == crate::measure::CellStatus::Completed;
+            let stats = done.then(|| {
+                let mut s = template.clone();
+                s.cell.name = entry.name.clone();
+                s.aggregate.output_tokens_per_s = crate::stats::aggregate(&values[completed]);
+                s
+            });
+            let k = completed as f64;
+            completed += usize::from(done);
+            let steps = (with_steps && done).then(|| {
+                (0..50u64)
+                    .map(|i| StepLine {
+                        repeat: 0,
+                        step: StepRecord {
+                            step: i,
+                            start_ns: i * 1_000_000,
+                            duration_ns: 1_000_000,
+                            prefill_tokens: 0,
+                            decode_tokens: 2,
+                            sequences: 2,
+                            moe_path: if i < 25 { "batched" } else { "per_item" }.into(),
+                            distinct_experts: 1.0,
+                            kv_blocks_in_use: 3,
+                            waiting: 1,
+                            admitted: 0,
+                            finished: 0,
+                        },
+                    })
+                    .collect()
+            });
+            let samples = |base: f64| -> Vec<f64> { if done { (0..40).map(|i| base + k + i as f64).collect() } else { Vec::new() } };
+            CellData {
+                effective_config: Some(serde_json::json!({
+                    "selected_max_sequences": entry.knobs["FERRUM_PAGED_MAX_SEQS"],
+                    "entries": [{"key": "FERRUM_MOE_BATCH_THRESHOLD", "effective_value": entry.knobs["FERRUM_MOE_BATCH_THRESHOLD"]}],
+                })),
+                ttft_ms: samples(100.0),
+                tpot_ms: samples(10.0),
+                itl_ms: samples(9.0),
+                steps,
+                stats,
+                entry,
+            }
+        })
+        .collect();
+    RunData { manifest, cells }
+}
+
+fn count(html: &str, needle: &str) -> usize {
+    html.matches(needle).count()
+}
+
+#[test]
+fn every_section_and_chart_is_present_and_nothing_is_fetched() {
+    let html = render(&run(
+        &[
+            [100.0, 101.0, 102.0],
+            [300.0, 301.0, 302.0],
+            [200.0, 202.0, 204.0],
+        ],
+        true,
+    ));
+    for id in [
+        "run",
+        "ranking",
+        "heatmap",
+        "pareto",
+        "not-measured",
+        "config-diff",
+        "distributions",
+        "timelines",
+    ] {
+        assert_eq!(count(&html, &format!("id=\"{id}\"")), 1, "section {id}");
+    }
+    assert_eq!(count(&html, "data-chart=\"heatmap\""), 1);
+    assert_eq!(count(&html, "data-chart=\"scatter\""), 2);
+    assert_eq!(count(&html, "data-chart=\"cdf-overlay\""), 3);
+    assert_eq!(count(&html, "data-chart=\"cdf\""), 9);
+    assert_eq!(count(&html, "data-chart=\"timeline\""), 3);
+    assert!(html.contains("data-engine-kind=\"fake\""));
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    for attr in ["src=\"", "href=\""] {
+        for (i, _) in html.match_indices(attr) {
+            assert!(
+                html[i + attr.len()..].starts_with('#'),
+                "non-local {attr} at {i}"
+            );
+        }
+    }
+    assert!(html.matches("url(").count() == html.matches("url(#").count());
+    // The failed cell and its reason; the diff between best (SEQS=32) and worst (SEQS=8).
+    assert!(html.contains("engine failure: scripted"));
+    assert!(
+        html.contains(
+            "<code>selected_max_sequences</code></td><td>&quot;32&quot;</td><td>&quot;8&quot;</td>"
+        ),
+        "diff"
+    );
+    // Byte-for-byte reproducible.
+    assert_eq!(
+        html,
+        render(&run(
+            &[
+                [100.0, 101.0, 102.0],
+                [300.0, 301.0, 302.0],
+                [200.0, 202.0, 204.0]
+            ],
+            true
+        ))
+    );
+}
+
+#[test]
+fn ranking_marks_best_and_ties_and_the_heatmap_stars_the_best() {
+    // Cell 1 (300 ± small) is best; cells 0 and 2 overlap (≈ 150 ± wide and 140 ± wide).
+    let html = render(&run(
+        &[
+            [100.0, 150.0, 200.0],
+            [300.0, 301.0, 302.0],
+            [90.0, 140.0, 190.0],
+        ],
+        false,
+    ));
+    let ranks: Vec<&str> = html
+        .split("<tr data-cell=")
+        .skip(1)
+        .map(|row| {
+            let td = &row[row.find("\">").unwrap() + 2..];
+            let td = &td[td.find('>').unwrap() + 1..];
+            &td[..td.find("</td>").unwrap()]
+        })
+        .collect();
+    assert_eq!(ranks, ["1 ★", "=2", "=2"]);
+    assert_eq!(count(&html, "class=\"hm-cell best\""), 1);
+    assert!(html.contains("★ 301"));
+    assert_eq!(count(&html, "data-chart=\"timeline\""), 0);
+    assert!(html.contains("run with <code>--steps</code>"));
+    // Without steps the timeline section says so; the failed cell is crossed in the heatmap.
+    assert!(html.contains("data-status=\"failed\"><title>"));
+}
