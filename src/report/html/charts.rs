@@ -238,18 +238,10 @@ pub fn pareto_scatter(
         .iter()
         .filter(|p| p.0.is_finite() && p.1.is_finite())
         .collect();
-    let span = |f: &dyn Fn(&(f64, f64, f64, f64)) -> (f64, f64)| {
-        finite
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-                let (a, b) = f(p);
-                (lo.min(a), hi.max(b))
-            })
-    };
     // Axes from 0 to past the largest mean: a wide interval must not squash every point into a
     // corner, so whiskers that leave the frame are cut at its edge.
-    let (_, x_hi) = span(&|p| (p.0, p.0));
-    let (_, y_hi) = span(&|p| (p.1, p.1));
+    let x_hi = finite.iter().map(|p| p.0).fold(0.0f64, f64::max);
+    let y_hi = finite.iter().map(|p| p.1).fold(0.0f64, f64::max);
     let (w, h) = (594.0, 380.0);
     let (frame, xt, yt) = Frame::nice(
         (70.0, 14.0, 500.0, 300.0),
