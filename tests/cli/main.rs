@@ -3,6 +3,7 @@
 
 mod knobs;
 mod merge;
+mod misread;
 mod resolve;
 mod sweep;
 
