@@ -303,19 +303,19 @@ impl Preset {
             env.push(PresetKnob { name, value, line });
         }
         Ok(Preset {
-                path: path.to_path_buf(),
-                source_text: text.to_string(),
-                name,
-                description: file.description.unwrap_or_default(),
-                model,
-                hardware_profile,
-                hardware_overrides,
-                workload_profile,
-                workload_overrides,
-                env,
-                engine: file.engine,
-                run: file.run,
-                sweep: file.sweep,
+            path: path.to_path_buf(),
+            source_text: text.to_string(),
+            name,
+            description: file.description.unwrap_or_default(),
+            model,
+            hardware_profile,
+            hardware_overrides,
+            workload_profile,
+            workload_overrides,
+            env,
+            engine: file.engine,
+            run: file.run,
+            sweep: file.sweep,
         })
     }
 

@@ -89,7 +89,9 @@ impl KnobType {
     /// The accepted form, for error messages.
     pub fn expected(&self) -> String {
         match self {
-            KnobType::Bool => "expected 0 or 1 (Ferrum's parser also takes true/false, yes/no, on/off)".into(),
+            KnobType::Bool => {
+                "expected 0 or 1 (Ferrum's parser also takes true/false, yes/no, on/off)".into()
+            }
             KnobType::Integer => "expected a non-negative decimal integer".into(),
             KnobType::PositiveInteger => "expected a positive decimal integer".into(),
             KnobType::Enum(values) => format!("expected one of {}", values.join(", ")),
@@ -97,7 +99,9 @@ impl KnobType {
             KnobType::Json => "expected a JSON value".into(),
             KnobType::Float => "expected a decimal number".into(),
             KnobType::Tristate => "expected empty (auto), 0 or 1".into(),
-            KnobType::String | KnobType::Path | KnobType::Url => "expected a non-empty value".into(),
+            KnobType::String | KnobType::Path | KnobType::Url => {
+                "expected a non-empty value".into()
+            }
         }
     }
 }
@@ -379,8 +383,20 @@ mod tests {
 
     #[test]
     fn values_are_never_rewritten_only_names_are_checked() {
-        for raw in ["0", "abc", " 04 ", "true", "OFF", "", "\u{a0}8", "Overlapped"] {
-            assert_eq!(checked_value("FERRUM_MOE_BATCH_THRESHOLD", raw).unwrap(), raw);
+        for raw in [
+            "0",
+            "abc",
+            " 04 ",
+            "true",
+            "OFF",
+            "",
+            "\u{a0}8",
+            "Overlapped",
+        ] {
+            assert_eq!(
+                checked_value("FERRUM_MOE_BATCH_THRESHOLD", raw).unwrap(),
+                raw
+            );
             assert_eq!(canonical_value("FERRUM_PREFIX_CACHE", raw).unwrap(), raw);
         }
         assert!(checked_value("FERRUM_PAGED_MAX_SEQ", "8").is_err());
@@ -398,7 +414,10 @@ mod tests {
         }
         let int = KnobType::Integer;
         assert!(conforms(&int, " 010 "));
-        assert!(conforms(&int, "+5"), "Rust's usize parser takes a leading +");
+        assert!(
+            conforms(&int, "+5"),
+            "Rust's usize parser takes a leading +"
+        );
         assert!(!conforms(&int, "-1"));
         assert!(!conforms(&int, "99999999999999999999999"));
         assert!(!conforms(&KnobType::PositiveInteger, "0"));

@@ -67,11 +67,27 @@ enum Reader {
 
 /// Every knob the specification's model code reads, with its reader and what it controls.
 const RUNTIME_READERS: &[(&str, Reader, &str)] = &[
-    ("FERRUM_DECODE_OP_PROFILE", Reader::Presence, "decode-op profiling"),
-    ("FERRUM_FA2_DIRECT_FFI", Reader::OffSpellingsElseOn, "the direct FA2 FFI shim"),
+    (
+        "FERRUM_DECODE_OP_PROFILE",
+        Reader::Presence,
+        "decode-op profiling",
+    ),
+    (
+        "FERRUM_FA2_DIRECT_FFI",
+        Reader::OffSpellingsElseOn,
+        "the direct FA2 FFI shim",
+    ),
     ("FERRUM_FA2_SOURCE", Reader::Trueish, "source-linked FA2"),
-    ("FERRUM_FA_LAYOUT_VARLEN", Reader::ExactlyOne, "the FA varlen layout"),
-    ("FERRUM_GREEDY_ARGMAX", Reader::ExactlyOne, "GPU greedy argmax"),
+    (
+        "FERRUM_FA_LAYOUT_VARLEN",
+        Reader::ExactlyOne,
+        "the FA varlen layout",
+    ),
+    (
+        "FERRUM_GREEDY_ARGMAX",
+        Reader::ExactlyOne,
+        "GPU greedy argmax",
+    ),
     (
         "FERRUM_KV_CAPACITY",
         Reader::PositiveUsize(None),
@@ -82,9 +98,17 @@ const RUNTIME_READERS: &[(&str, Reader, &str)] = &[
         Reader::PositiveUsize(Some(2048)),
         "the initial scratch size in tokens",
     ),
-    ("FERRUM_METAL_PAGED_KV", Reader::UnlessZero, "Metal paged KV"),
+    (
+        "FERRUM_METAL_PAGED_KV",
+        Reader::UnlessZero,
+        "Metal paged KV",
+    ),
     ("FERRUM_MOE_BATCHED", Reader::UnlessZero, "batched MoE"),
-    ("FERRUM_MOE_BATCHED_DECODE", Reader::UnlessZero, "batched MoE decode"),
+    (
+        "FERRUM_MOE_BATCHED_DECODE",
+        Reader::UnlessZero,
+        "batched MoE decode",
+    ),
     (
         "FERRUM_MOE_BATCH_THRESHOLD",
         Reader::PositiveUsize(Some(4)),
@@ -92,7 +116,11 @@ const RUNTIME_READERS: &[(&str, Reader, &str)] = &[
     ),
     ("FERRUM_MOE_BUCKETED", Reader::UnlessZero, "bucketed MoE"),
     ("FERRUM_MOE_GRAPH", Reader::ExactlyOne, "MoE graph capture"),
-    ("FERRUM_MOE_HOST_ROUTE", Reader::ExactlyOne, "host MoE routing"),
+    (
+        "FERRUM_MOE_HOST_ROUTE",
+        Reader::ExactlyOne,
+        "host MoE routing",
+    ),
     (
         "FERRUM_MOE_PREFILL_THRESHOLD",
         Reader::PositiveUsize(Some(32)),
@@ -104,16 +132,32 @@ const RUNTIME_READERS: &[(&str, Reader, &str)] = &[
         Reader::PositiveUsize(Some(32)),
         "the paged-KV pool size in sequences",
     ),
-    ("FERRUM_PREFIX_CACHE", Reader::ExactlyOne, "the prefix cache"),
-    ("FERRUM_QWEN_UNIFIED_PREFILL", Reader::UnlessZero, "unified prefill"),
-    ("FERRUM_QWEN_UNIFIED_TRACE", Reader::ExactlyOne, "unified-prefill tracing"),
+    (
+        "FERRUM_PREFIX_CACHE",
+        Reader::ExactlyOne,
+        "the prefix cache",
+    ),
+    (
+        "FERRUM_QWEN_UNIFIED_PREFILL",
+        Reader::UnlessZero,
+        "unified prefill",
+    ),
+    (
+        "FERRUM_QWEN_UNIFIED_TRACE",
+        Reader::ExactlyOne,
+        "unified-prefill tracing",
+    ),
     ("FERRUM_RBD_PROF", Reader::Presence, "RBD profiling"),
     (
         "FERRUM_UNIFIED_GREEDY_ARGMAX",
         Reader::UnlessZero,
         "unified greedy argmax",
     ),
-    ("FERRUM_UNIFIED_LAYER_PROF", Reader::UnlessZero, "unified layer profiling"),
+    (
+        "FERRUM_UNIFIED_LAYER_PROF",
+        Reader::UnlessZero,
+        "unified layer profiling",
+    ),
     (
         "FERRUM_UNIFIED_LAYER_PROF_EVERY",
         Reader::PositiveUsize(Some(16)),
@@ -129,13 +173,21 @@ const RUNTIME_READERS: &[(&str, Reader, &str)] = &[
         Reader::PositiveUsize(None),
         "the layer-profiling sequence minimum",
     ),
-    ("FERRUM_USE_VLLM_PAGED_ATTN", Reader::UnlessZero, "vLLM paged attention"),
+    (
+        "FERRUM_USE_VLLM_PAGED_ATTN",
+        Reader::UnlessZero,
+        "vLLM paged attention",
+    ),
     (
         "FERRUM_VLLM_DECODE_VARLEN",
         Reader::ExactlyOne,
         "vLLM varlen decode",
     ),
-    ("FERRUM_VLLM_MOE", Reader::ExactlyOne, "the graph-clean vLLM MoE path"),
+    (
+        "FERRUM_VLLM_MOE",
+        Reader::ExactlyOne,
+        "the graph-clean vLLM MoE path",
+    ),
     (
         "FERRUM_VLLM_PAGED_ATTN_V1_SHORT",
         Reader::UnlessZero,
@@ -282,11 +334,7 @@ fn runtime_misreading(
 }
 
 /// Values Ferrum's resolver accepts but its effective-config document or scheduler reads raw.
-fn document_misreading(
-    key: &str,
-    value: &str,
-    resolved: &ResolvedFerrumConfig,
-) -> Option<String> {
+fn document_misreading(key: &str, value: &str, resolved: &ResolvedFerrumConfig) -> Option<String> {
     let doc = || resolved.effective_config_document();
     match key {
         "FERRUM_LAYER_SPLIT_PIPELINE_MODE" => {

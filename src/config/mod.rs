@@ -215,8 +215,10 @@ pub fn resolve_with_environment(
     let misread = misread::misread_values(&resolved)
         .into_iter()
         .map(|mut value| {
-            if let Some((_, _, _, origin)) =
-                layers.iter().rev().find(|(name, _, _, _)| *name == value.key)
+            if let Some((_, _, _, origin)) = layers
+                .iter()
+                .rev()
+                .find(|(name, _, _, _)| *name == value.key)
             {
                 value.origin = Some(origin.to_string());
             }
@@ -268,8 +270,16 @@ fn knob_layers(
         })
         .collect();
     for (values, source, origin) in [
-        (environment, RuntimeConfigSource::Env, KnobOrigin::Environment),
-        (&overrides.cli[..], RuntimeConfigSource::Cli, KnobOrigin::Cli),
+        (
+            environment,
+            RuntimeConfigSource::Env,
+            KnobOrigin::Environment,
+        ),
+        (
+            &overrides.cli[..],
+            RuntimeConfigSource::Cli,
+            KnobOrigin::Cli,
+        ),
         (
             &overrides.script_case[..],
             RuntimeConfigSource::ScriptCase,
@@ -283,10 +293,7 @@ fn knob_layers(
     layers
 }
 
-fn name_warnings(
-    layers: &[Layer],
-    allow_unknown_knobs: bool,
-) -> Result<Vec<String>, ResolveError> {
+fn name_warnings(layers: &[Layer], allow_unknown_knobs: bool) -> Result<Vec<String>, ResolveError> {
     let registry = Registry::global();
     let mut warnings = Vec::new();
     for (name, _, _, origin) in layers {
@@ -313,10 +320,7 @@ fn knob_message(origin: &KnobOrigin, error: &KnobError) -> String {
     }
 }
 
-fn origin_note(
-    error: &AutoConfigError,
-    layers: &[Layer],
-) -> String {
+fn origin_note(error: &AutoConfigError, layers: &[Layer]) -> String {
     let keys = error.offending_keys();
     let found: Vec<String> = keys
         .iter()

@@ -31,7 +31,10 @@ use crate::preset::Preset;
 const M3: &str = "name = \"m3\"\n[model]\nprofile = \"qwen3_30b_a3b_gptq_int4\"\n[hardware]\nprofile = \"rtx4090\"\ncompiled_features = \"m3_fast_path_without_fa2\"\n[workload]\nprofile = \"m3_qwen3_30b_a3b_int4\"\n";
 
 fn preset_72b() -> Preset {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/qwen25_72b_2x4090.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/presets/qwen25_72b_2x4090.toml"
+    );
     Preset::load(Path::new(path)).unwrap()
 }
 
@@ -178,17 +181,13 @@ fn row3_a_zero_chunk_not_written_as_0_is_accepted_as_ferrum_does() {
 
 #[test]
 fn row4_a_dtype_with_a_leading_space_is_refused_as_ferrum_refuses_it() {
-    let err = resolve_with_environment(&m3(), &cli(&[("FERRUM_DTYPE", " fp16")]), &[])
-        .unwrap_err();
+    let err = resolve_with_environment(&m3(), &cli(&[("FERRUM_DTYPE", " fp16")]), &[]).unwrap_err();
     assert!(matches!(err, ResolveError::Resolver { .. }));
     assert_eq!(
         err.to_string(),
         "FERRUM_DTYPE: invalid override: dtype is not supported by hardware profile"
     );
-    assert_eq!(
-        err.note(),
-        Some("note: FERRUM_DTYPE= fp16 came from --set")
-    );
+    assert_eq!(err.note(), Some("note: FERRUM_DTYPE= fp16 came from --set"));
     // Case is folded by Ferrum itself.
     assert!(resolve_with_environment(&m3(), &cli(&[("FERRUM_DTYPE", "FP16")]), &[]).is_ok());
 }
@@ -249,8 +248,8 @@ fn a_typo_is_reported_after_ferrums_own_rejection() {
     ]);
     let err = resolve_with_environment(&m3(), &both, &[]).unwrap_err();
     assert!(matches!(err, ResolveError::Resolver { .. }), "{err}");
-    let typo_only = resolve_with_environment(&m3(), &cli(&[("FERRUM_PAGED_MAX_SEQ", "8")]), &[])
-        .unwrap_err();
+    let typo_only =
+        resolve_with_environment(&m3(), &cli(&[("FERRUM_PAGED_MAX_SEQ", "8")]), &[]).unwrap_err();
     assert!(typo_only
         .to_string()
         .contains("did you mean `FERRUM_PAGED_MAX_SEQS`?"));
@@ -536,7 +535,12 @@ fn preset_text(case: &Case, env_text: &str) -> String {
             "m3_fast_path_with_source_fa2",
             "m3_qwen3_30b_a3b_int4",
         ),
-        2 => ("qwen3_30b_a3b_gptq_int4", "cpu", "none", "m3_qwen3_30b_a3b_int4"),
+        2 => (
+            "qwen3_30b_a3b_gptq_int4",
+            "cpu",
+            "none",
+            "m3_qwen3_30b_a3b_int4",
+        ),
         3 => (
             "qwen25_72b_gptq_int4",
             "rtx4090",
@@ -647,7 +651,14 @@ fn check(case: &Case, tally: &Tally) -> Result<(), String> {
                 return Err(format!("error `{error}` instead of Ferrum's `{want}`"));
             }
             tally.rejected.set(tally.rejected.get() + 1);
-            return oracle_rejection(case, &preset_raw, &environment, &set, &error.to_string(), tally);
+            return oracle_rejection(
+                case,
+                &preset_raw,
+                &environment,
+                &set,
+                &error.to_string(),
+                tally,
+            );
         }
         (Err(ResolveError::Knob { .. }), Ok(_)) if case.typo => {
             tally
@@ -708,9 +719,7 @@ fn oracle_rejection(
     Ok(())
 }
 
-fn first_early_parse_error(
-    values: &BTreeMap<&str, (&str, RuntimeConfigSource)>,
-) -> Option<String> {
+fn first_early_parse_error(values: &BTreeMap<&str, (&str, RuntimeConfigSource)>) -> Option<String> {
     for key in EARLY_BOOLS {
         if let Some((raw, _)) = values.get(key) {
             if let Err(reason) = oracle_bool(raw) {
@@ -806,8 +815,7 @@ fn oracle_acceptance(
     let policy = resolved
         .selected("scheduler_admission_policy")
         .unwrap_or_default();
-    let expected_policy = if let Some((raw, _)) = values.get("FERRUM_ACTIVE_DECODE_PREFILL_CHUNK")
-    {
+    let expected_policy = if let Some((raw, _)) = values.get("FERRUM_ACTIVE_DECODE_PREFILL_CHUNK") {
         oracle_usize(raw)?;
         if *raw == "0" {
             return Err("active decode prefill chunk `0` accepted".into());
@@ -826,7 +834,9 @@ fn oracle_acceptance(
         "continuous_default".to_string()
     };
     if policy != expected_policy {
-        return Err(format!("scheduler {policy:?}, Ferrum selects {expected_policy:?}"));
+        return Err(format!(
+            "scheduler {policy:?}, Ferrum selects {expected_policy:?}"
+        ));
     }
     if let Some((raw, _)) = values.get("FERRUM_PAGED_MAX_SEQS") {
         let seqs = oracle_usize(raw)?.to_string();

@@ -5,6 +5,7 @@ mod compare;
 mod knobs;
 mod merge;
 mod report;
+mod misread;
 mod resolve;
 mod sweep;
 

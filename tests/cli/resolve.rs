@@ -186,16 +186,6 @@ fn bad_presets_and_knobs_exit_2_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).starts_with(&format!("error: {}:3:", path.display())));
 
-    let value = resolve(&[
-        repo("presets/m3.toml").to_str().unwrap(),
-        "--set",
-        "FERRUM_MOE_BATCH_THRESHOLD=0",
-    ]);
-    assert_eq!(value.status.code(), Some(2));
-    assert!(stderr(&value).contains(
-        "invalid value `0` for `FERRUM_MOE_BATCH_THRESHOLD`: expected a positive decimal integer"
-    ));
-
     let missing = resolve(&["does/not/exist.toml"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).starts_with("error: cannot read preset `does/not/exist.toml`"));
@@ -206,4 +196,103 @@ fn bad_presets_and_knobs_exit_2_with_one_line() {
         "NOEQUALS",
     ]);
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// The six cases of issue 7, through the real binary: Ferrum's documents and Ferrum's error first.
+#[test]
+fn odd_spellings_resolve_exactly_as_ferrum_resolves_them() {
+    let m3 = repo("presets/m3.toml");
+    let m3 = m3.to_str().unwrap();
+    let doc = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", stderr(out));
+        serde_json::from_str(&stdout(out)).unwrap()
+    };
+    let first_line =
+        |out: &std::process::Output| stderr(out).lines().next().unwrap_or("").to_string();
+
+    // 1. Leading zeros: kept in the entry and the scheduler decision.
+    let zeros = bin()
+        .args(["resolve", m3, "--format", "jsonl"])
+        .env("FERRUM_SCHED_PREFILL_FIRST_UNTIL_ACTIVE", "010")
+        .output()
+        .unwrap();
+    assert!(stdout(&zeros).contains("\"selected\":\"prefill_first_until_active:010\""));
+
+    // 2. Mixed-case pipeline mode on the 72B layer split at 64 sequences: Ferrum's raw
+    //    comparison, and a warning saying what it means.
+    let split = resolve(&[
+        repo("presets/qwen25_72b_2x4090.toml").to_str().unwrap(),
+        "--hardware",
+        "rtx4090",
+        "--set",
+        "FERRUM_LAYER_SPLIT_PIPELINE_MODE=Overlapped",
+        "--set",
+        "FERRUM_PAGED_MAX_SEQS=64",
+    ]);
+    let d = doc(&split);
+    assert_eq!(d["selected_pipeline_mode"], "Overlapped");
+    assert_eq!(d["selected_microbatch_size"], 64);
+    assert!(
+        first_line(&split).starts_with("warning: FERRUM_LAYER_SPLIT_PIPELINE_MODE=\"Overlapped\"")
+    );
+
+    // 3. A zero chunk not written `0`: accepted.
+    let chunk = resolve(&[
+        m3,
+        "--set",
+        "FERRUM_ACTIVE_DECODE_PREFILL_CHUNK=00",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(chunk.status.success(), "{}", stderr(&chunk));
+    assert!(stdout(&chunk).contains("active_decode_prefill_chunk:00"));
+    assert!(stderr(&chunk).contains("warning: FERRUM_ACTIVE_DECODE_PREFILL_CHUNK=\"00\""));
+
+    // 4. A leading space in a dtype: refused with Ferrum's message, exit 2.
+    let dtype = resolve(&[m3, "--hardware", "rtx4090", "--set", "FERRUM_DTYPE= fp16"]);
+    assert_eq!(dtype.status.code(), Some(2));
+    assert_eq!(
+        first_line(&dtype),
+        "error: FERRUM_DTYPE: invalid override: dtype is not supported by hardware profile"
+    );
+    assert!(stdout(&dtype).is_empty());
+
+    // 5. A bad boolean: Ferrum's parser message.
+    let boolean = bin()
+        .args(["resolve", m3])
+        .env("FERRUM_USE_VLLM_PAGED_ATTN", "2")
+        .output()
+        .unwrap();
+    assert_eq!(boolean.status.code(), Some(2));
+    assert_eq!(
+        first_line(&boolean),
+        "error: FERRUM_USE_VLLM_PAGED_ATTN: invalid override: invalid boolean env value: \"2\""
+    );
+
+    // 6. Boolean spellings kept as written; a zero threshold resolves (exit 0) with a warning.
+    let spelled = resolve(&[
+        m3,
+        "--set",
+        "FERRUM_PREFIX_CACHE=on",
+        "--set",
+        "FERRUM_MOE_BATCH_THRESHOLD=0",
+    ]);
+    let d = doc(&spelled);
+    let value = |key: &str| {
+        d["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == key)
+            .unwrap()["effective_value"]
+            .clone()
+    };
+    assert_eq!(value("FERRUM_PREFIX_CACHE"), "on");
+    assert_eq!(value("FERRUM_MOE_BATCH_THRESHOLD"), "0");
+    let warnings = stderr(&spelled);
+    assert!(warnings.contains("warning: FERRUM_MOE_BATCH_THRESHOLD=\"0\" (from --set): Ferrum's integer parser reads it as 0, but Ferrum's model code reads the batched-decode threshold only as a positive integer written without spaces, so the engine will use 4 (its default)"), "{warnings}");
+    assert!(
+        warnings.contains("warning: FERRUM_PREFIX_CACHE=\"on\""),
+        "{warnings}"
+    );
 }

@@ -409,11 +409,12 @@ fn bad_sweep_inputs_exit_2_with_one_line() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // Ferrum accepts a threshold of 0 but its runtime reads it as 4: the cell is skipped.
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("positive decimal integer"),
+        stdout(&out).contains("the engine will use 4 (its default)"),
         "{}",
-        stderr(&out)
+        stdout(&out)
     );
 
     let out = bin()
