@@ -350,3 +350,6 @@ mod ferrum_fixture_tests;
 
 #[cfg(test)]
 mod parity_tests;
+
+#[cfg(test)]
+mod parity_rows_tests;
