@@ -20,6 +20,7 @@ pub struct Args {
     output: OutputOpts,
     #[command(flatten)]
     misread: common::MisreadOpts,
+    #[command(flatten)]
     report: super::report::AfterRunOpts,
 }
 

@@ -37,6 +37,7 @@ pub struct Args {
     output: OutputOpts,
     #[command(flatten)]
     misread: common::MisreadOpts,
+    #[command(flatten)]
     report: super::report::AfterRunOpts,
 }
 
