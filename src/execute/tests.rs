@@ -135,7 +135,7 @@ fn skipped_and_failed_cells_are_recorded_and_the_sweep_goes_on() {
     );
     assert_eq!(
         on_disk.cells[2].reason.as_deref(),
-        Some("repeat 0 (measured): engine failure: scripted failure")
+        Some("repeat 1 (measured): engine failure: scripted failure")
     );
     assert!(on_disk.finished_at.is_some() && on_disk.engine.is_some());
     assert!(
