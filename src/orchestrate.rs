@@ -133,8 +133,13 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
     let (preset, mut warnings) = Preset::load_with(&choices.preset, choices.allow_unknown_knobs)?;
     let mut run = match &choices.fixed_run {
         Some(run) => run.clone(),
-        None => RunSettings::resolve(preset.run.as_ref(), &choices.run)
-            .map_err(|err| at_table(&preset, "run", err))?,
+        None => RunSettings::resolve(preset.run.as_ref(), &choices.run).map_err(|err| {
+            // Name the preset's line only when the table itself is at fault, not a flag.
+            match RunSettings::resolve(preset.run.as_ref(), &RunOverrides::default()) {
+                Ok(_) => Error::Sweep(err),
+                Err(_) => at_table(&preset, "run", err),
+            }
+        })?,
     };
     if choices.record_steps {
         run.record_steps = true;

@@ -37,8 +37,16 @@ pub struct MergeReport {
 pub fn merge(dirs: &[PathBuf], results_root: &Path) -> Result<MergeReport, ResultsError> {
     let mut inputs: Vec<(RunDir, Manifest)> = Vec::new();
     let mut locks = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for d in dirs {
         let rd = RunDir::open(d)?;
+        let canonical = std::fs::canonicalize(d).map_err(io("resolve", d))?;
+        if !seen.insert(canonical) {
+            return Err(ResultsError::Mismatch {
+                path: d.display().to_string(),
+                reason: "the directory is given twice".into(),
+            });
+        }
         locks.push(rd.lock()?);
         let m = rd.read_manifest()?;
         inputs.push((rd, m));

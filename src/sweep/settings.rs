@@ -302,7 +302,7 @@ pub(crate) fn validate_load(load: &LoadPoint) -> Result<(), SweepError> {
         {
             Err(SweepError::Setting {
                 key: "request_rate",
-                value: request_rate.to_string(),
+                value: format!("{request_rate:?}"),
                 expected: "expected 0.001 to 1000000 requests per second",
             })
         }

@@ -5,6 +5,7 @@ mod knobs;
 mod merge;
 mod resolve;
 mod sweep;
+mod trust;
 
 use assert_cmd::Command;
 
