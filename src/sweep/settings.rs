@@ -94,7 +94,7 @@ impl RunTable {
     pub fn from_toml(table: &toml::Table) -> Result<RunTable, SweepError> {
         RunTable::deserialize(toml::Value::Table(table.clone())).map_err(|e| SweepError::Table {
             table: "run",
-            message: e.to_string().trim().to_string(),
+            message: e.message().trim().replace('\n', " "),
         })
     }
 }

@@ -303,7 +303,7 @@ fn row08_oversized_engine_is_refused_with_its_memory_estimate() {
     let root = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(tiny())
         .unwrap()
-        .replace("hidden_size = 64", "hidden_size = 1000000");
+        .replace("hidden_size = 64", "hidden_size = 10000000");
     let preset = write(root.path(), "big.toml", &text);
     let out = bin()
         .args(["run", &preset, "--out"])

@@ -428,7 +428,7 @@ impl EngineSpec {
         }
         let gib = |b: f64| b / (1u64 << 30) as f64;
         Err(EngineError::Config(format!(
-            "[engine] the reference engine would need about {:.1} GiB ({:.1} GiB weights + {:.1} GiB KV cache), more than the {:.1} GiB allowed (80 % of this machine's memory): reduce hidden_size, num_layers, num_experts, the intermediate sizes or vocab_size (or FERRUM_PAGED_MAX_SEQS / FERRUM_KV_CAPACITY for the KV cache)",
+            "[engine] the reference engine would need about {:.1} GiB ({:.1} GiB weights + {:.1} GiB KV cache), more than the {:.1} GiB this machine can give (80 % of its memory, at most what is available now): reduce hidden_size, num_layers, num_experts, the intermediate sizes or vocab_size (or FERRUM_PAGED_MAX_SEQS / FERRUM_KV_CAPACITY for the KV cache)",
             gib(total),
             gib(weights),
             gib(kv_bytes),
@@ -437,18 +437,24 @@ impl EngineSpec {
     }
 }
 
-/// The most memory an engine may plan for: 80 % of `MemTotal` (`/proc/meminfo`), or 16 GiB
-/// where that cannot be read.
+/// The most memory an engine may plan for: the smaller of 80 % of `MemTotal` and
+/// `MemAvailable` (`/proc/meminfo`: other processes' memory is not ours to take), or 16 GiB
+/// where neither can be read.
 pub fn memory_limit_bytes() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kib| kib.saturating_mul(1024));
-    total.map_or(16 << 30, |t| t / 10 * 8)
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib.saturating_mul(1024))
+    };
+    let total = field("MemTotal:").map(|t| t / 10 * 8);
+    match (total, field("MemAvailable:")) {
+        (Some(t), Some(a)) => t.min(a),
+        (Some(t), None) => t,
+        (None, Some(a)) => a,
+        (None, None) => 16 << 30,
+    }
 }
 
 /// Available parallelism (1 if unknown).
