@@ -132,10 +132,15 @@ pub fn execute(
         let mut as_complete = entry.clone();
         as_complete.status = CellStatus::Completed;
         let problem = if done.contains_key(&entry.key) {
-            validate_cell(dir, &as_complete).err().map(|e| e.to_string())
+            validate_cell(dir, &as_complete)
+                .err()
+                .map(|e| e.to_string())
         } else if entry.status == CellStatus::Completed {
             Some(if dir_exists {
-                format!("`{}` has no readable stats.json", dir.cell_dir(&entry.name).display())
+                format!(
+                    "`{}` has no readable stats.json",
+                    dir.cell_dir(&entry.name).display()
+                )
             } else {
                 format!("`{}` is missing", dir.cell_dir(&entry.name).display())
             })
@@ -290,7 +295,11 @@ pub fn checkpoint(dir: &RunDir, manifest: &Manifest) -> Result<(), ResultsError>
     let rows = report::summary_rows(manifest, &stats);
     let csv = report::summary_csv(&manifest.sweep.knob_names, &rows).map_err(|e| {
         ResultsError::Serialize {
-            path: dir.root.join(crate::results::SUMMARY_CSV).display().to_string(),
+            path: dir
+                .root
+                .join(crate::results::SUMMARY_CSV)
+                .display()
+                .to_string(),
             message: e.to_string(),
         }
     })?;

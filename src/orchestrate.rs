@@ -485,8 +485,7 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
         let mut skipped = Vec::new();
         // The resolver sees only the cell's knobs: cells that differ only in load share a
         // resolution, which keeps a 10,000-cell listing fast.
-        let mut verdicts: BTreeMap<&BTreeMap<String, String>, Result<(), String>> =
-            BTreeMap::new();
+        let mut verdicts: BTreeMap<&BTreeMap<String, String>, Result<(), String>> = BTreeMap::new();
         for cell in &cells {
             let verdict = verdicts
                 .entry(&cell.knobs)

@@ -14,7 +14,9 @@ use ferrum_bench::engine::{
 };
 use ferrum_bench::measure::{run_repeats, CellStatus};
 use ferrum_bench::preset::Preset;
-use ferrum_bench::results::{merge, validate_cell, CellFiles, Manifest, PresetInfo, RunDir, StatsFile};
+use ferrum_bench::results::{
+    merge, validate_cell, CellFiles, Manifest, PresetInfo, RunDir, StatsFile,
+};
 use ferrum_bench::sweep::{plan, RunOverrides, RunSettings, Shard, SweepTable};
 use ferrum_bench::workload::{cell_workload_hash, TokenSpace};
 use proptest::prelude::*;
@@ -158,7 +160,9 @@ impl Engine for InstantEngine {
         let traces: Vec<RequestTrace> = requests
             .iter()
             .map(|r| {
-                let token_ns: Vec<u64> = (1..=r.output_tokens as u64).map(|k| k * 1_000_000).collect();
+                let token_ns: Vec<u64> = (1..=r.output_tokens as u64)
+                    .map(|k| k * 1_000_000)
+                    .collect();
                 RequestTrace {
                     id: r.id,
                     status: RequestStatus::Ok,
@@ -192,7 +196,8 @@ fn write_shard(root: &Path, shard: Shard) -> PathBuf {
         },
     )
     .unwrap();
-    let sweep = SweepTable::from_file_text("[knobs]\nFERRUM_PAGED_MAX_SEQS = [8, 16, 32, 64]\n").unwrap();
+    let sweep =
+        SweepTable::from_file_text("[knobs]\nFERRUM_PAGED_MAX_SEQS = [8, 16, 32, 64]\n").unwrap();
     let p = plan("m3", &run, &sweep, &[], &|_, v| Ok(v.to_string())).unwrap();
     let cells = p.shard(Some(shard));
     let tokens = TokenSpace::with_special_prefix(500, 10);

@@ -250,7 +250,8 @@ impl RunDir {
         }
         let built = (|| {
             std::fs::create_dir(&partial).map_err(io("create directory", &partial))?;
-            std::fs::create_dir(partial.join(CELLS_DIR)).map_err(io("create directory", &partial))?;
+            std::fs::create_dir(partial.join(CELLS_DIR))
+                .map_err(io("create directory", &partial))?;
             let lock = RunLock::acquire(&partial)?;
             let path = partial.join(MANIFEST_FILE);
             write_atomic(&path, to_json_pretty(manifest, &path)?.as_bytes())?;

@@ -110,7 +110,8 @@ pub fn append_status(run_dir: &Path, line: &StatusLine) -> Result<(), ResultsErr
         .append(true)
         .open(&path)
         .map_err(io("open", &path))?;
-    f.write_all(text.as_bytes()).map_err(io("append to", &path))?;
+    f.write_all(text.as_bytes())
+        .map_err(io("append to", &path))?;
     f.sync_data().map_err(io("sync", &path))
 }
 
@@ -132,11 +133,10 @@ pub fn read_status_log(run_dir: &Path) -> Result<Vec<StatusLine>, ResultsError> 
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let line: StatusLine =
-            serde_json::from_slice(raw).map_err(|e| ResultsError::Corrupt {
-                path: format!("{}:{}", path.display(), i + 1),
-                message: e.to_string(),
-            })?;
+        let line: StatusLine = serde_json::from_slice(raw).map_err(|e| ResultsError::Corrupt {
+            path: format!("{}:{}", path.display(), i + 1),
+            message: e.to_string(),
+        })?;
         lines.push(line);
     }
     Ok(lines)
@@ -185,7 +185,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let held = RunLock::acquire(dir.path()).unwrap();
         let err = RunLock::acquire(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("in use by another ferrum-bench process"), "{err}");
+        assert!(
+            err.contains("in use by another ferrum-bench process"),
+            "{err}"
+        );
         drop(held);
         RunLock::acquire(dir.path()).unwrap();
     }

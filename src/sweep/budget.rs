@@ -69,7 +69,18 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        for bad in ["", "h", "-5s", "10d", "ten minutes", "0s", "0.1s", "721h", "1e300h", "NaNs"] {
+        for bad in [
+            "",
+            "h",
+            "-5s",
+            "10d",
+            "ten minutes",
+            "0s",
+            "0.1s",
+            "721h",
+            "1e300h",
+            "NaNs",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

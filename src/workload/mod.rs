@@ -145,11 +145,36 @@ impl WorkloadSpec {
             return range("requests", "0".into(), "expected at least 1");
         }
         for (key, value, max, expected) in [
-            ("requests", self.requests, MAX_REQUESTS, "expected at most 1000000"),
-            ("warmup_requests", self.warmup_requests, MAX_REQUESTS, "expected at most 1000000"),
-            ("input_len", self.input_len, MAX_LEN, "expected at most 1048576 tokens"),
-            ("output_len", self.output_len, MAX_LEN, "expected at most 1048576 tokens"),
-            ("prefix_len", self.prefix_len, MAX_LEN, "expected at most 1048576 tokens"),
+            (
+                "requests",
+                self.requests,
+                MAX_REQUESTS,
+                "expected at most 1000000",
+            ),
+            (
+                "warmup_requests",
+                self.warmup_requests,
+                MAX_REQUESTS,
+                "expected at most 1000000",
+            ),
+            (
+                "input_len",
+                self.input_len,
+                MAX_LEN,
+                "expected at most 1048576 tokens",
+            ),
+            (
+                "output_len",
+                self.output_len,
+                MAX_LEN,
+                "expected at most 1048576 tokens",
+            ),
+            (
+                "prefix_len",
+                self.prefix_len,
+                MAX_LEN,
+                "expected at most 1048576 tokens",
+            ),
         ] {
             if value > max {
                 return range(key, value.to_string(), expected);

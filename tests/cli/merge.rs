@@ -170,5 +170,7 @@ fn mismatched_presets_are_refused_with_exit_code_2() {
         ])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("the preset differs (name: \"m3\" → \"m4\")"));
+        .stderr(predicates::str::contains(
+            "the preset differs (name: \"m3\" → \"m4\")",
+        ));
 }

@@ -194,7 +194,15 @@ fn row03_duplicate_cells_are_reported_and_run_once() {
         "[knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [2, \"02\", 2]\n",
     );
     let out = bin()
-        .args(["sweep", &tiny(), "--quiet", "--requests", "2", "--repeats", "1"])
+        .args([
+            "sweep",
+            &tiny(),
+            "--quiet",
+            "--requests",
+            "2",
+            "--repeats",
+            "1",
+        ])
         .args(["--sweep", &sweep, "--out"])
         .arg(root.path().join("r"))
         .output()
@@ -213,7 +221,10 @@ fn row03_duplicate_cells_are_reported_and_run_once() {
 fn row04_a_locked_run_directory_refuses_a_second_writer() {
     let root = tempfile::tempdir().unwrap();
     let t = tiny();
-    let mut first = spawn(&["sweep", &t, "--quiet", "--requests", "20000"], root.path());
+    let mut first = spawn(
+        &["sweep", &t, "--quiet", "--requests", "20000"],
+        root.path(),
+    );
     let dir = wait_for_manifest(root.path());
     let out = bin()
         .args(["sweep", "--resume"])
@@ -236,7 +247,14 @@ fn row04_a_locked_run_directory_refuses_a_second_writer() {
 fn row05_incomplete_runs_exit_5() {
     let root = tempfile::tempdir().unwrap();
     let out = bin()
-        .args(["run", &tiny(), "--quiet", "--set", "FERRUM_PAGED_MAX_SEQS=0", "--out"])
+        .args([
+            "run",
+            &tiny(),
+            "--quiet",
+            "--set",
+            "FERRUM_PAGED_MAX_SEQS=0",
+            "--out",
+        ])
         .arg(root.path().join("skipped"))
         .output()
         .unwrap();
@@ -254,7 +272,15 @@ fn row05_incomplete_runs_exit_5() {
 
     let budget = root.path().join("budget");
     let out = bin()
-        .args(["sweep", &tiny(), "--quiet", "--requests", "300", "--repeats", "1"])
+        .args([
+            "sweep",
+            &tiny(),
+            "--quiet",
+            "--requests",
+            "300",
+            "--repeats",
+            "1",
+        ])
         .args(["--time-budget", "1s", "--out"])
         .arg(&budget)
         .output()
@@ -312,7 +338,10 @@ fn row08_oversized_engine_is_refused_with_its_memory_estimate() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let line = one_line_error(&out);
-    assert!(line.contains("would need about") && line.contains("GiB"), "{line}");
+    assert!(
+        line.contains("would need about") && line.contains("GiB"),
+        "{line}"
+    );
 }
 
 // Row 9: the manifest exists from the first moment; kill -9 in the first cell, then resume.
@@ -343,7 +372,15 @@ fn two_shards(root: &Path) -> (PathBuf, PathBuf) {
     for shard in ["1/2", "2/2"] {
         let out_root = root.join(shard.replace('/', "of"));
         let out = bin()
-            .args(["sweep", &tiny(), "--quiet", "--requests", "2", "--repeats", "1"])
+            .args([
+                "sweep",
+                &tiny(),
+                "--quiet",
+                "--requests",
+                "2",
+                "--repeats",
+                "1",
+            ])
             .args(["--shard", shard, "--out"])
             .arg(&out_root)
             .output()
@@ -465,7 +502,16 @@ fn copy_dir(from: &Path, to: &Path) {
 fn row12_resume_reruns_a_cell_with_a_truncated_stats_json() {
     let root = tempfile::tempdir().unwrap();
     let out = bin()
-        .args(["sweep", &tiny(), "--quiet", "--requests", "2", "--repeats", "1", "--out"])
+        .args([
+            "sweep",
+            &tiny(),
+            "--quiet",
+            "--requests",
+            "2",
+            "--repeats",
+            "1",
+            "--out",
+        ])
         .arg(root.path())
         .output()
         .unwrap();
@@ -482,8 +528,13 @@ fn row12_resume_reruns_a_cell_with_a_truncated_stats_json() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("is incomplete") && err.contains("running it again"), "{err}");
-    assert!(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&p).unwrap()).is_ok());
+    assert!(
+        err.contains("is incomplete") && err.contains("running it again"),
+        "{err}"
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&p).unwrap()).is_ok()
+    );
     assert!(statuses(&dir).iter().all(|(_, s)| s == "completed"));
 }
 
@@ -495,7 +546,14 @@ fn row13_first_ctrl_c_is_acknowledged_and_stops_the_cell_promptly() {
     let t = tiny();
     let mut child = spawn(
         &[
-            "run", &t, "--quiet", "--requests", "200000", "--concurrency", "256", "--repeats",
+            "run",
+            &t,
+            "--quiet",
+            "--requests",
+            "200000",
+            "--concurrency",
+            "256",
+            "--repeats",
             "1",
         ],
         root.path(),
@@ -509,7 +567,10 @@ fn row13_first_ctrl_c_is_acknowledged_and_stops_the_cell_promptly() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupt: stopping the running cell"), "{err}");
+    assert!(
+        err.contains("interrupt: stopping the running cell"),
+        "{err}"
+    );
     // 200,000 requests take minutes; stopping at the next step takes well under that.
     assert!(took < Duration::from_secs(60), "took {took:?}");
     assert_eq!(statuses(&dir), [("c256".into(), "interrupted".into())]);
@@ -548,7 +609,10 @@ fn row14_resume_takes_settings_from_the_manifest_and_ignores_comments() {
     let out = bin().args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let line = one_line_error(&out);
-    assert!(line.contains("cannot resume") && line.contains("run.seed: 7 → 8"), "{line}");
+    assert!(
+        line.contains("cannot resume") && line.contains("run.seed: 7 → 8"),
+        "{line}"
+    );
 }
 
 // Row 15: a sweep beyond the cell limit is refused at once (before expansion); the limit
@@ -582,12 +646,28 @@ fn row15_oversized_sweeps_are_refused_before_expansion() {
         "[knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [1, 2, 3]\n",
     );
     let out = bin()
-        .args(["sweep", &tiny(), "--dry-run", "--max-cells", "2", "--sweep", &small])
+        .args([
+            "sweep",
+            &tiny(),
+            "--dry-run",
+            "--max-cells",
+            "2",
+            "--sweep",
+            &small,
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = bin()
-        .args(["sweep", &tiny(), "--dry-run", "--max-cells", "3", "--sweep", &small])
+        .args([
+            "sweep",
+            &tiny(),
+            "--dry-run",
+            "--max-cells",
+            "3",
+            "--sweep",
+            &small,
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -599,9 +679,19 @@ fn smaller_items_have_clear_one_line_messages() {
     let root = tempfile::tempdir().unwrap();
     let t = tiny();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["sweep", &t, "--resume", "/nonexistent"], "not a ferrum-bench run directory"),
         (
-            vec!["run", &t, "--set", "FERRUM_PAGED_MAX_SEQS=2", "--set", "FERRUM_PAGED_MAX_SEQS=4"],
+            vec!["sweep", &t, "--resume", "/nonexistent"],
+            "not a ferrum-bench run directory",
+        ),
+        (
+            vec![
+                "run",
+                &t,
+                "--set",
+                "FERRUM_PAGED_MAX_SEQS=2",
+                "--set",
+                "FERRUM_PAGED_MAX_SEQS=4",
+            ],
             "given twice",
         ),
     ];
@@ -611,7 +701,11 @@ fn smaller_items_have_clear_one_line_messages() {
         assert!(one_line_error(&out).contains(words), "{}", stderr(&out));
     }
     // A bad sweep value names file:line once, without a repeated prefix.
-    let sweep = write(root.path(), "s.toml", "[knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [2, \"x\"]\n");
+    let sweep = write(
+        root.path(),
+        "s.toml",
+        "[knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [2, \"x\"]\n",
+    );
     let out = bin()
         .args(["sweep", &t, "--dry-run", "--sweep", &sweep])
         .output()
@@ -622,7 +716,17 @@ fn smaller_items_have_clear_one_line_messages() {
     assert_eq!(line.matches("invalid").count(), 1, "{line}");
     // --shard that disagrees with the run being resumed.
     let out = bin()
-        .args(["sweep", &t, "--quiet", "--requests", "2", "--repeats", "1", "--shard", "1/2"])
+        .args([
+            "sweep",
+            &t,
+            "--quiet",
+            "--requests",
+            "2",
+            "--repeats",
+            "1",
+            "--shard",
+            "1/2",
+        ])
         .arg("--out")
         .arg(root.path().join("r"))
         .output()

@@ -385,14 +385,22 @@ impl EngineSpec {
     /// generated. Computed in f64 so absurd dimensions cannot overflow.
     pub fn weight_bytes(&self) -> f64 {
         let f = |v: usize| v as f64;
-        let (h, v, g) = (f(self.hidden_size), f(self.vocab_size), f(self.quant_group_size));
+        let (h, v, g) = (
+            f(self.hidden_size),
+            f(self.vocab_size),
+            f(self.quant_group_size),
+        );
         let q_width = f(self.num_heads) * f(self.head_dim);
         let kv_width = f(self.num_kv_heads) * f(self.head_dim);
         let attention = h * q_width + 2.0 * h * kv_width + q_width * h;
         let (mlp, router, largest) = match self.architecture {
             Architecture::Qwen3Moe => {
                 let one = h * f(self.moe_intermediate_size);
-                (3.0 * f(self.num_experts) * one, f(self.num_experts) * h, one)
+                (
+                    3.0 * f(self.num_experts) * one,
+                    f(self.num_experts) * h,
+                    one,
+                )
             }
             Architecture::Qwen2 => {
                 let one = h * f(self.intermediate_size);
@@ -445,7 +453,13 @@ pub fn memory_limit_bytes() -> u64 {
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kib| kib.saturating_mul(1024))
     };
     let total = field("MemTotal:").map(|t| t / 10 * 8);
@@ -507,7 +521,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unsupported model architecture `llama`"));
-        let huge = err("hidden_size = 1048576\nnum_heads = 8\nnum_kv_heads = 2", "qwen3_moe");
+        let huge = err(
+            "hidden_size = 1048576\nnum_heads = 8\nnum_kv_heads = 2",
+            "qwen3_moe",
+        );
         assert!(
             huge.contains("would need about") && huge.contains("GiB"),
             "{huge}"
