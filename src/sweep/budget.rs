@@ -23,7 +23,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, SweepError> {
     let v: f64 = num.trim().parse().map_err(|_| bad())?;
     let secs = v * mult;
     // At most 30 days: a bound every typed number has, and Duration conversion cannot fail.
-    if !(secs >= 1.0 && secs <= MAX_BUDGET_S) {
+    if !(1.0..=MAX_BUDGET_S).contains(&secs) {
         return Err(bad());
     }
     Ok(Duration::from_secs_f64(secs))
