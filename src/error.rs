@@ -2,8 +2,9 @@
 //!
 //! Each boundary has its own `thiserror` enum (presets, resolver, engine, results, ...); this enum
 //! wraps them so the CLI can map any failure to the documented exit code:
-//! 0 ok, 1 negative verdict (e.g. a regression), 2 usage/config error, 3 engine failure,
-//! 4 inconclusive comparison (only with `compare --fail-on-inconclusive`).
+//! 0 ok, 1 negative verdict (e.g. a regression), 2 usage/config error, 3 a cell failed,
+//! 4 inconclusive comparison (only with `compare --fail-on-inconclusive`), 5 incomplete (time
+//! budget, empty shard, nothing measured), 130 interrupted.
 
 use crate::config::ResolveError;
 use crate::engine::EngineError;
@@ -24,6 +25,48 @@ pub const EXIT_ENGINE: i32 = 3;
 pub const EXIT_INCONCLUSIVE: i32 = 4;
 /// Exit code: interrupted (Ctrl-C), as a shell reports SIGINT.
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code: nothing failed, but the run is incomplete: the time budget stopped it with cells
+/// pending, the shard held no cell, or no cell was measured (every cell skipped).
+pub const EXIT_INCOMPLETE: i32 = 5;
+
+/// How a `run`/`sweep` ended, reduced to what decides its exit code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunVerdict {
+    /// Ctrl-C stopped it.
+    pub interrupted: bool,
+    /// Cells that failed (engine error, panic, no request succeeded).
+    pub failed: usize,
+    /// Planned cells of this shard left pending (time budget).
+    pub pending: usize,
+    /// Cells with results (this invocation or an earlier one, on resume).
+    pub measured: usize,
+}
+
+impl RunVerdict {
+    /// The documented exit code, in priority order: 130 interrupted, 3 any cell failed,
+    /// 5 incomplete (cells pending, or not one cell measured), else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            EXIT_INTERRUPTED
+        } else if self.failed > 0 {
+            EXIT_ENGINE
+        } else if self.pending > 0 || self.measured == 0 {
+            EXIT_INCOMPLETE
+        } else {
+            EXIT_OK
+        }
+    }
+}
+
+/// The exit-code table printed by `--help` and mirrored in the README.
+pub const EXIT_CODE_HELP: &str = "Exit codes:
+  0    every planned cell completed or was skipped by the resolver, and at least one completed
+  1    negative verdict (compare: a regression)
+  2    bad input: usage, preset, knob value, result directory, run directory in use
+  3    a cell failed (engine error, panic, or no request succeeded)
+  4    inconclusive (compare)
+  5    incomplete: stopped by the time budget, empty shard, or nothing measured
+  130  interrupted (Ctrl-C)";
 
 /// Any failure of a command.
 #[derive(Debug, thiserror::Error)]

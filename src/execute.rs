@@ -1,7 +1,9 @@
 //! Running a planned sweep into a results directory: for each cell of the shard that is not
 //! already complete, resolve it (a rejection marks it `skipped`, never run), start an engine, run
-//! the repeats, write the cell and update the manifest and summaries — stopping cleanly between
-//! cells when the stop flag (Ctrl-C) is raised or the time budget would be exceeded.
+//! the repeats, write the cell and append its status to the run's status log — stopping cleanly
+//! between cells when the time budget would be exceeded, and at the next engine step when the
+//! stop flag (Ctrl-C) is raised. Bookkeeping per cell is O(1) in the number of cells: the
+//! manifest and the summaries are rewritten once at the start and once at the end.
 //!
 //! The resolver and the engine are behind [`CellBackend`] so this loop is tested with a scripted
 //! engine and phase 2 only plugs in the real ones.
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 use crate::engine::{Cancel, Engine, EngineError};
 use crate::measure::{run_cell, CellOutcome, CellStatus};
 use crate::report::{self, progress::SweepProgress};
-use crate::results::{now_rfc3339, CellFiles, Manifest, ResultsError, RunDir, StatsFile};
+use crate::results::{
+    now_rfc3339, validate_cell, CellFiles, Manifest, ResultsError, RunDir, StatsFile, StatusLine,
+};
 use crate::sweep::{Cell, Plan, RunSettings};
 use crate::workload::TokenSpace;
 
@@ -64,6 +68,8 @@ pub struct ExecuteSummary {
     pub budget_exhausted: bool,
     /// Cells left pending (interrupt or budget).
     pub pending: usize,
+    /// Cells a resume found incomplete (corrupt or truncated files) and ran again.
+    pub rerun_corrupt: usize,
 }
 
 /// Where and what to run: the run directory, the plan and the resolved run settings.
@@ -78,20 +84,27 @@ pub struct SweepTarget<'a> {
 }
 
 impl ExecuteSummary {
-    /// The process exit code for this outcome: 3 when any cell failed, else 0 (skipped cells are
-    /// a property of the sweep, not a failure). An interruption is reported by the caller.
-    pub fn exit_code(&self) -> i32 {
-        if self.failed > 0 {
-            crate::error::EXIT_ENGINE
-        } else {
-            crate::error::EXIT_OK
+    /// What decides the exit code (see [`crate::error::RunVerdict`]).
+    pub fn verdict(&self) -> crate::error::RunVerdict {
+        crate::error::RunVerdict {
+            interrupted: self.interrupted,
+            failed: self.failed,
+            pending: self.pending,
+            measured: self.completed + self.already_complete,
         }
+    }
+
+    /// The process exit code: 130 interrupted, 3 a cell failed, 5 incomplete (cells pending or
+    /// none measured), else 0 (cells the resolver skipped are a property of the sweep).
+    pub fn exit_code(&self) -> i32 {
+        self.verdict().exit_code()
     }
 }
 
 /// Run the manifest's pending (or previously failed/interrupted) cells of `plan` into `dir`.
-/// `manifest` must list the cells to run (see `Manifest::new`); its statuses are updated and it is
-/// rewritten after every cell, with `summary.csv`/`summary.md`.
+/// `manifest` must list the cells to run (see `Manifest::new`) and the caller must hold the
+/// directory's lock; statuses are updated in `manifest` and appended to the status log after
+/// every cell; the manifest and `summary.csv`/`summary.md` are rewritten at the end.
 pub fn execute(
     target: SweepTarget<'_>,
     manifest: &mut Manifest,
@@ -102,17 +115,54 @@ pub fn execute(
 ) -> Result<ExecuteSummary, ResultsError> {
     let SweepTarget { dir, plan, run } = target;
     let started = Instant::now();
-    let done = dir.completed_cell_keys()?;
+    let mut done = dir.completed_cell_keys()?;
     let cells: BTreeMap<&str, &Cell> = plan.cells.iter().map(|c| (c.key.as_str(), c)).collect();
     let keys: Vec<String> = manifest.cells.iter().map(|c| c.key.clone()).collect();
     let mut summary = ExecuteSummary::default();
-    let mut cell_durations: Vec<Duration> = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let Some(cell) = cells.get(key.as_str()).copied() else {
-            return Err(ResultsError::Mismatch {
+    for entry in &manifest.cells {
+        if !cells.contains_key(entry.key.as_str()) {
+            return Err(ResultsError::Resume {
                 path: dir.root.display().to_string(),
-                reason: format!("manifest cell `{}` is not in the current plan; was the preset or sweep changed?", manifest.cells[i].name),
+                reason: format!("the run's cell `{}` is not in the current plan: the preset or sweep changed; start a new run instead", entry.name),
             });
+        }
+        // A cell whose files do not hold up (truncated stats.json or requests.jsonl, a status
+        // that disagrees with its files) is incomplete: say so, remove it, run it again.
+        let dir_exists = dir.cell_dir(&entry.name).is_dir();
+        let mut as_complete = entry.clone();
+        as_complete.status = CellStatus::Completed;
+        let problem = if done.contains_key(&entry.key) {
+            validate_cell(dir, &as_complete)
+                .err()
+                .map(|e| e.to_string())
+        } else if entry.status == CellStatus::Completed {
+            Some(if dir_exists {
+                format!(
+                    "`{}` has no readable stats.json",
+                    dir.cell_dir(&entry.name).display()
+                )
+            } else {
+                format!("`{}` is missing", dir.cell_dir(&entry.name).display())
+            })
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            progress.note(&format!(
+                "resume: cell `{}` is incomplete ({problem}); running it again",
+                entry.name
+            ));
+            done.remove(&entry.key);
+            dir.remove_cell(&entry.name)?;
+            summary.rerun_corrupt += 1;
+        }
+    }
+    // The manifest on disk now matches what this invocation starts from (log folded in).
+    dir.write_manifest(manifest)?;
+    let mut cell_durations: Vec<Duration> = Vec::new();
+    for key in &keys {
+        let Some(cell) = cells.get(key.as_str()).copied() else {
+            continue;
         };
         if done.contains_key(key) {
             manifest.set_status(key, CellStatus::Completed, None);
@@ -143,9 +193,8 @@ pub fn execute(
             Ok(r) => r,
             Err(reason) => {
                 progress.cell_finished(&cell.name, CellStatus::Skipped, &reason);
-                manifest.set_status(key, CellStatus::Skipped, Some(reason));
+                record(dir, manifest, key, CellStatus::Skipped, Some(reason))?;
                 summary.skipped += 1;
-                checkpoint(dir, manifest)?;
                 continue;
             }
         };
@@ -164,8 +213,9 @@ pub fn execute(
                         result: Some((&stats, &m)),
                     },
                 )?;
-                if manifest.engine.is_none() {
-                    manifest.engine = Some(m.engine.clone());
+                let first_engine = manifest.engine.is_none().then(|| m.engine.clone());
+                if first_engine.is_some() {
+                    manifest.engine.clone_from(&first_engine);
                 }
                 let tps = m
                     .aggregate
@@ -178,6 +228,12 @@ pub fn execute(
                     &format!("{tps:.1} output tok/s"),
                 );
                 manifest.set_status(key, CellStatus::Completed, None);
+                dir.record_status(&StatusLine {
+                    key: key.clone(),
+                    status: CellStatus::Completed,
+                    reason: None,
+                    engine: first_engine,
+                })?;
                 summary.completed += 1;
             }
             CellOutcome::Failed { reason } => {
@@ -190,21 +246,22 @@ pub fn execute(
                     },
                 )?;
                 progress.cell_finished(&cell.name, CellStatus::Failed, &reason);
-                manifest.set_status(key, CellStatus::Failed, Some(reason));
+                record(dir, manifest, key, CellStatus::Failed, Some(reason))?;
                 summary.failed += 1;
             }
             CellOutcome::Interrupted => {
                 progress.cell_finished(&cell.name, CellStatus::Interrupted, "stopped by Ctrl-C");
-                manifest.set_status(
+                record(
+                    dir,
+                    manifest,
                     key,
                     CellStatus::Interrupted,
-                    Some("stopped by Ctrl-C; rerun with --resume".into()),
-                );
+                    Some("stopped by Ctrl-C; continue with --resume".into()),
+                )?;
                 summary.interrupted = true;
             }
         }
         cell_durations.push(cell_started.elapsed());
-        checkpoint(dir, manifest)?;
     }
     if !summary.interrupted && !summary.budget_exhausted {
         manifest.finished_at = Some(now_rfc3339());
@@ -214,15 +271,36 @@ pub fn execute(
     Ok(summary)
 }
 
-/// Rewrite the manifest and the summaries from what is on disk.
+/// Set a cell's status in `manifest` and append it to the status log.
+fn record(
+    dir: &RunDir,
+    manifest: &mut Manifest,
+    key: &str,
+    status: CellStatus,
+    reason: Option<String>,
+) -> Result<(), ResultsError> {
+    manifest.set_status(key, status, reason.clone());
+    dir.record_status(&StatusLine {
+        key: key.to_string(),
+        status,
+        reason,
+        engine: None,
+    })
+}
+
+/// Rewrite the manifest and the summaries from what is on disk (O(cells): once per run).
 pub fn checkpoint(dir: &RunDir, manifest: &Manifest) -> Result<(), ResultsError> {
     dir.write_manifest(manifest)?;
     let stats = dir.completed_stats()?;
     let rows = report::summary_rows(manifest, &stats);
     let csv = report::summary_csv(&manifest.sweep.knob_names, &rows).map_err(|e| {
-        ResultsError::Corrupt {
-            path: dir.root.display().to_string(),
-            message: format!("cannot render summary.csv: {e}"),
+        ResultsError::Serialize {
+            path: dir
+                .root
+                .join(crate::results::SUMMARY_CSV)
+                .display()
+                .to_string(),
+            message: e.to_string(),
         }
     })?;
     dir.write_summaries(&csv, &report::summary_markdown(manifest, &rows))

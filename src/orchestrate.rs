@@ -4,6 +4,7 @@
 //! [`CellBackend`] that resolves each cell exactly as Ferrum would and starts a fresh engine for
 //! it (Ferrum reads its knobs at start-up, so every cell gets a new engine).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,10 +20,10 @@ use crate::execute::{
 };
 use crate::preset::Preset;
 use crate::report::{self, progress::SweepProgress, SummaryRow};
-use crate::results::{Manifest, PresetInfo, RunDir};
+use crate::results::{json_differences, Manifest, PresetInfo, ResultsError, RunDir, RunIdentity};
 use crate::sweep::{
-    self, Cell, Plan, RunOverrides, RunSettings, Shard, SweepTable,
-    DEFAULT_ASSUMED_OUTPUT_TOKENS_PER_S, DEFAULT_ENGINE_START_S,
+    self, Cell, Plan, RunOverrides, RunSettings, Shard, SweepError, SweepTable,
+    DEFAULT_ASSUMED_OUTPUT_TOKENS_PER_S, DEFAULT_ENGINE_START_S, DEFAULT_MAX_CELLS,
 };
 use crate::workload::{cell_workload_hash, TokenSpace};
 
@@ -66,6 +67,13 @@ pub struct Choices {
     pub time_budget: Option<Duration>,
     /// `--quiet`: no progress bars, one line per cell.
     pub quiet: bool,
+    /// `--max-cells`: the sweep's cell limit (default [`DEFAULT_MAX_CELLS`]).
+    pub max_cells: Option<usize>,
+    /// Run settings taken as they are (resume: the manifest's), instead of resolving `[run]`
+    /// and the flags.
+    pub fixed_run: Option<RunSettings>,
+    /// The `FERRUM_*` environment to use instead of this process's (resume: the recorded one).
+    pub fixed_environment: Option<Vec<(String, String)>>,
 }
 
 /// Everything validated and planned, before anything runs.
@@ -100,6 +108,8 @@ pub struct Prepared {
 pub enum Outcome {
     /// `--dry-run`: the listing to print.
     DryRun(String),
+    /// Nothing to run (e.g. `--shard 5/10` of a 4-cell sweep): the reason, exit code 5.
+    Nothing(String),
     /// Cells were run (or found complete).
     Ran(Box<Ran>),
 }
@@ -116,13 +126,10 @@ pub struct Ran {
 }
 
 impl Ran {
-    /// Exit code: 130 when interrupted, 3 when a cell failed, else 0.
+    /// Exit code (mapped in `error::RunVerdict`): 130 interrupted, 3 a cell failed,
+    /// 5 incomplete (budget, nothing measured), else 0.
     pub fn exit_code(&self) -> i32 {
-        if self.summary.interrupted {
-            130
-        } else {
-            self.summary.exit_code()
-        }
+        self.summary.exit_code()
     }
 }
 
@@ -130,12 +137,21 @@ impl Ran {
 pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
     let preset = Preset::load(&choices.preset)?;
     let mut warnings = Vec::new();
-    let mut run = RunSettings::resolve(preset.run.as_ref(), &choices.run)?;
+    let mut run = match &choices.fixed_run {
+        Some(run) => run.clone(),
+        None => RunSettings::resolve(preset.run.as_ref(), &choices.run).map_err(|err| {
+            // Name the preset's line only when the table itself is at fault, not a flag.
+            match RunSettings::resolve(preset.run.as_ref(), &RunOverrides::default()) {
+                Ok(_) => Error::Sweep(err),
+                Err(_) => at_table(&preset, "run", err),
+            }
+        })?,
+    };
     if choices.record_steps {
         run.record_steps = true;
     }
-    let (sweep_table, sweep_file) = if choices.single_cell {
-        (SweepTable::default(), None)
+    let (sweep_table, sweep_file, sweep_text) = if choices.single_cell {
+        (SweepTable::default(), None, None)
     } else if let Some(path) = &choices.sweep_file {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             action: "read sweep file",
@@ -144,30 +160,65 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
         })?;
         let table = SweepTable::from_file_text(&text)
             .map_err(|err| Error::Usage(format!("{}: {err}", path.display())))?;
-        (table, Some(path.display().to_string()))
+        (
+            table,
+            Some(path.display().to_string()),
+            Some((path.display().to_string(), text)),
+        )
     } else {
-        (preset.sweep.clone().unwrap_or_default(), None)
+        (preset.sweep.clone().unwrap_or_default(), None, None)
     };
+    let sweep_source = sweep_text.unwrap_or_else(|| {
+        (
+            preset.path.display().to_string(),
+            preset.source_text.clone(),
+        )
+    });
     let allow_unknown = choices.allow_unknown_knobs;
     // Names only: values reach Ferrum's resolver exactly as written.
     let knob_check = |name: &str, value: &str| -> Result<String, String> {
         match Registry::global().checked_value(name, value) {
             Ok(value) => Ok(value),
             Err(KnobError::Unknown { .. }) if allow_unknown => Ok(value.to_string()),
+            // The caller names the knob and the value; keep only what is accepted.
+            Err(KnobError::BadValue { expected, .. }) => Err(expected),
             Err(err) => Err(err.to_string()),
         }
     };
-    let set = choices.set.clone();
-    let plan = sweep::plan(&preset.name, &run, &sweep_table, &set, &knob_check)?;
+    let mut set: Vec<(String, String)> = Vec::new();
+    for (i, (name, value)) in choices.set.iter().enumerate() {
+        if let Some((_, first)) = choices.set[..i].iter().find(|(n, _)| n == name) {
+            return Err(Error::Usage(format!(
+                "--set {name} is given twice (`{first}` and `{value}`): give each knob once"
+            )));
+        }
+        let canonical = knob_check(name, value).map_err(|message| {
+            Error::Usage(format!("--set {name}={value}: invalid value: {message}"))
+        })?;
+        set.push((name.clone(), canonical));
+    }
+    if !choices.single_cell {
+        check_axis_conflicts(choices, &sweep_table)?;
+    }
+    let plan = sweep::plan_with_limit(
+        &preset.name,
+        &run,
+        &sweep_table,
+        &set,
+        &knob_check,
+        choices.max_cells.unwrap_or(DEFAULT_MAX_CELLS),
+    )
+    .map_err(|err| at_sweep(&sweep_source, err))?;
+    warnings.extend(plan.duplicates.iter().cloned());
     let spec = EngineSpec::resolve(preset.engine.as_ref(), &preset.model.architecture)?;
     let tokens = token_space(&spec);
     let workload_hash = cell_workload_hash(&run.workload, &tokens, run.seed, run.repeats)?;
-    let environment: Vec<(String, String)> = if choices.inherit_env {
-        std::env::vars()
+    let environment: Vec<(String, String)> = match &choices.fixed_environment {
+        Some(env) => env.clone(),
+        None if choices.inherit_env => std::env::vars()
             .filter(|(key, _)| key.starts_with("FERRUM_"))
-            .collect()
-    } else {
-        Vec::new()
+            .collect(),
+        None => Vec::new(),
     };
     let base = Overrides {
         cli: set,
@@ -209,6 +260,78 @@ pub fn misread_reason(misread: &[String]) -> String {
         "Ferrum's runtime would misread {}; pass --allow-misread-values to run it anyway",
         misread.join("; ")
     )
+}
+
+/// A flag that a sweep axis would override for every cell is an error naming the axis.
+fn check_axis_conflicts(choices: &Choices, sweep_table: &SweepTable) -> Result<(), Error> {
+    let load_axis = if sweep_table.concurrency.is_some() {
+        Some("concurrency")
+    } else if sweep_table.request_rate.is_some() {
+        Some("request_rate")
+    } else {
+        None
+    };
+    if let Some(axis) = load_axis {
+        let flag = match (choices.run.concurrency, choices.run.request_rate) {
+            (Some(c), _) => Some(format!("--concurrency {c}")),
+            (None, Some(r)) => Some(format!("--request-rate {r}")),
+            (None, None) => None,
+        };
+        if let Some(flag) = flag {
+            return Err(SweepError::AxisConflict {
+                flag,
+                axis: format!("[sweep] {axis}"),
+            }
+            .into());
+        }
+    }
+    for (name, value) in &choices.set {
+        if sweep_table
+            .knobs
+            .as_ref()
+            .is_some_and(|k| k.contains_key(name))
+        {
+            return Err(SweepError::AxisConflict {
+                flag: format!("--set {name}={value}"),
+                axis: format!("[sweep.knobs] {name}"),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// `file:line: ` before an error of the preset's `[table]`.
+fn at_table(preset: &Preset, table: &str, err: SweepError) -> Error {
+    Error::Usage(format!(
+        "{}:{}: {err}",
+        preset.path.display(),
+        preset.line_of_table(table)
+    ))
+}
+
+/// `file:line: ` before a sweep error: the line of the offending knob's list when the error
+/// names one, else of the `[sweep]` table (or line 1 of a sweep file).
+fn at_sweep((path, text): &(String, String), err: SweepError) -> Error {
+    let knob = match &err {
+        SweepError::Knob { knob, .. } | SweepError::ZipLength { knob, .. } => Some(knob.as_str()),
+        _ => None,
+    };
+    let line_of = |pred: &dyn Fn(&str) -> bool| {
+        text.lines()
+            .position(|l| pred(l.trim_start()))
+            .map(|i| i + 1)
+    };
+    let line = knob
+        .and_then(|k| {
+            line_of(&|l: &str| {
+                l.strip_prefix(k)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+        })
+        .or_else(|| line_of(&|l: &str| l.starts_with("[sweep")))
+        .unwrap_or(1);
+    Error::Usage(format!("{path}:{line}: {err}"))
 }
 
 /// The prompt token space of a reference engine instance.
@@ -269,21 +392,132 @@ impl CellBackend for ReferenceBackend<'_> {
     }
 }
 
+/// The settings of a `--resume`: what the run's manifest recorded, unless a flag was given
+/// (a flag must then agree with the record; `check_resumable` says what changed).
+fn resume_choices(
+    choices: &Choices,
+    dir: &RunDir,
+    manifest: &Manifest,
+) -> Result<(Choices, Vec<String>), Error> {
+    let mut c = choices.clone();
+    let mut notes = Vec::new();
+    let refuse = |reason: String| {
+        Error::Results(ResultsError::Resume {
+            path: dir.root.display().to_string(),
+            reason,
+        })
+    };
+    if c.preset.as_os_str().is_empty() {
+        c.preset = PathBuf::from(&manifest.preset.path);
+    }
+    if choices.run == RunOverrides::default() {
+        c.fixed_run = Some(manifest.run.clone());
+    }
+    if c.set.is_empty() {
+        c.set = manifest.sweep.set.clone().into_iter().collect();
+    }
+    match (choices.shard, manifest.sweep.shard) {
+        (None, recorded) => c.shard = recorded,
+        (Some(a), Some(b)) if a == b => {}
+        (Some(a), recorded) => {
+            return Err(refuse(format!(
+                "--shard {}/{} differs from the run's {}; resume without --shard",
+                a.index,
+                a.count,
+                recorded.map_or("(no shard)".to_string(), |s| format!(
+                    "shard {}/{}",
+                    s.index, s.count
+                ))
+            )))
+        }
+    }
+    if c.sweep_file.is_none() {
+        c.sweep_file = manifest.sweep.sweep_file.as_ref().map(PathBuf::from);
+    }
+    if let Some(id) = &manifest.identity {
+        if c.hardware.is_none() {
+            c.hardware.clone_from(&id.hardware);
+        }
+        c.allow_unknown_knobs |= id.allow_unknown_knobs;
+        c.inherit_env = id.inherit_env;
+        let current: BTreeMap<String, String> = if choices.inherit_env {
+            std::env::vars()
+                .filter(|(k, _)| k.starts_with("FERRUM_"))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        if current != id.environment {
+            notes.push(format!(
+                "the FERRUM_* environment differs from the run's ({}); resuming with the recorded one",
+                json_differences(
+                    &serde_json::to_value(&id.environment).unwrap_or_default(),
+                    &serde_json::to_value(&current).unwrap_or_default()
+                )
+                .join("; ")
+            ));
+        }
+        c.fixed_environment = Some(id.environment.clone().into_iter().collect());
+    }
+    Ok((c, notes))
+}
+
+/// What the manifest records beyond the preset and the cell keys.
+fn identity_of(choices: &Choices, prepared: &Prepared) -> RunIdentity {
+    RunIdentity {
+        environment: prepared.environment.iter().cloned().collect(),
+        inherit_env: choices.inherit_env,
+        hardware: choices.hardware.clone(),
+        allow_unknown_knobs: choices.allow_unknown_knobs,
+    }
+}
+
 /// Plan, then run (or list with `--dry-run`).
 pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Error> {
-    let prepared = prepare(choices)?;
-    for warning in &prepared.warnings {
+    // A resumed run directory is opened and locked first: its manifest supplies the settings.
+    let resumed = match &choices.resume {
+        Some(path) => {
+            let dir = RunDir::open(path)?;
+            let lock = dir.lock()?;
+            let manifest = dir.read_manifest()?;
+            Some((dir, lock, manifest))
+        }
+        None => None,
+    };
+    let (choices, notes) = match &resumed {
+        Some((dir, _, manifest)) => resume_choices(choices, dir, manifest)?,
+        None => (choices.clone(), Vec::new()),
+    };
+    let prepared = prepare(&choices)?;
+    for warning in prepared.warnings.iter().chain(&notes) {
         eprintln!("warning: {warning}");
     }
     let cells = prepared.plan.shard(choices.shard);
+    if cells.is_empty() {
+        let n = prepared.plan.cells.len();
+        let message = match choices.shard {
+            Some(s) => format!(
+                "nothing to run: shard {}/{} holds none of the sweep's {n} cell(s); use at most {n} shards",
+                s.index, s.count
+            ),
+            None => "nothing to run: the sweep has no cells".to_string(),
+        };
+        return Ok((prepared, Outcome::Nothing(message)));
+    }
     if choices.dry_run {
         let mut backend = ReferenceBackend::new(&prepared);
         let mut to_run = Vec::new();
         let mut skipped = Vec::new();
+        // The resolver sees only the cell's knobs: cells that differ only in load share a
+        // resolution, which keeps a 10,000-cell listing fast.
+        let mut verdicts: BTreeMap<&BTreeMap<String, String>, Result<(), String>> = BTreeMap::new();
         for cell in &cells {
-            match backend.resolve(cell) {
-                Ok(_) => to_run.push(*cell),
-                Err(reason) => skipped.push((*cell, reason)),
+            let verdict = verdicts
+                .entry(&cell.knobs)
+                .or_insert_with(|| backend.resolve(cell).map(|_| ()));
+            match verdict {
+                Ok(()) => to_run.push(*cell),
+                Err(reason) => skipped.push((*cell, reason.clone())),
             }
         }
         let estimate = Plan::estimate(
@@ -300,17 +534,18 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
         &prepared.preset.path,
         &prepared.preset.source_text,
     );
-    let (dir, mut manifest) = match &choices.resume {
-        Some(path) => {
-            let dir = RunDir::open(path)?;
-            let manifest = dir.read_manifest()?;
+    let identity = identity_of(&choices, &prepared);
+    let (dir, _lock, mut manifest) = match resumed {
+        Some((dir, lock, manifest)) => {
             manifest.check_resumable(
                 &dir.root,
                 &preset_info,
                 &prepared.run,
                 &prepared.workload_hash,
+                &prepared.plan.set,
+                Some(&identity),
             )?;
-            (dir, manifest)
+            (dir, lock, manifest)
         }
         None => {
             let material = format!(
@@ -318,8 +553,7 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
                 preset_info.hash, prepared.workload_hash, choices.shard
             );
             let run_id = RunDir::new_run_id(&material);
-            let dir = RunDir::create(&choices.out, &run_id)?;
-            let manifest = Manifest::new(
+            let mut manifest = Manifest::new(
                 &run_id,
                 preset_info,
                 &prepared.run,
@@ -329,7 +563,9 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
                 prepared.sweep_file.clone(),
                 prepared.workload_hash.clone(),
             );
-            (dir, manifest)
+            manifest.identity = Some(identity);
+            let (dir, lock) = RunDir::create_with_manifest(&choices.out, &manifest)?;
+            (dir, lock, manifest)
         }
     };
     let mut progress = SweepProgress::new(manifest.cells.len(), choices.quiet);

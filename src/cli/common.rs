@@ -38,23 +38,23 @@ pub struct MisreadOpts {
 /// Workload and load overrides of the preset's `[run]` table.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadOpts {
-    /// Closed loop with C requests in flight.
-    #[arg(long, conflicts_with = "request_rate")]
+    /// Closed loop with C requests in flight (1 to 100000).
+    #[arg(long, conflicts_with = "request_rate", allow_negative_numbers = true)]
     pub concurrency: Option<usize>,
-    /// Open loop at R requests/s (Poisson, or gamma with the preset's burstiness).
-    #[arg(long)]
+    /// Open loop at R requests/s, 0.001 to 1000000 (Poisson, or gamma with the preset's burstiness).
+    #[arg(long, allow_negative_numbers = true)]
     pub request_rate: Option<f64>,
-    /// Measured requests per repeat.
-    #[arg(long)]
+    /// Measured requests per repeat (1 to 1000000).
+    #[arg(long, allow_negative_numbers = true)]
     pub requests: Option<usize>,
-    /// Warmup requests per repeat (run, not measured).
-    #[arg(long)]
+    /// Warmup requests per repeat (run, not measured; at most 1000000).
+    #[arg(long, allow_negative_numbers = true)]
     pub warmup_requests: Option<usize>,
-    /// Repeats per cell.
-    #[arg(long)]
+    /// Repeats per cell (1 to 1000).
+    #[arg(long, allow_negative_numbers = true)]
     pub repeats: Option<u32>,
     /// Base seed of the workload and arrivals.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Fewer requests (12 + 1 warmup) and one repeat: a smoke run.
     #[arg(long)]
@@ -123,22 +123,31 @@ pub fn finish(outcome: Outcome, format: Format) -> Result<i32, Error> {
             super::print_stdout(&listing)?;
             Ok(crate::error::EXIT_OK)
         }
+        Outcome::Nothing(message) => {
+            eprintln!("{message}");
+            Ok(crate::error::EXIT_INCOMPLETE)
+        }
         Outcome::Ran(ran) => {
             let text = match format {
                 Format::Table => table_report(&ran),
                 Format::Json => json_report(&ran),
             };
             super::print_stdout(&text)?;
+            // The manifest records every setting, so the hint needs nothing but the directory.
             if ran.summary.interrupted {
                 eprintln!(
-                    "interrupted: rerun with `--resume {}` to finish the remaining cells",
+                    "interrupted: finish the remaining cells with `ferrum-bench sweep --resume {}`",
                     ran.dir.display()
                 );
             } else if ran.summary.budget_exhausted {
                 eprintln!(
-                    "time budget reached: {} cell(s) left; continue with `--resume {}`",
+                    "time budget reached: {} cell(s) left; continue with `ferrum-bench sweep --resume {}`",
                     ran.summary.pending,
                     ran.dir.display()
+                );
+            } else if ran.summary.completed + ran.summary.already_complete == 0 {
+                eprintln!(
+                    "nothing measured: no cell completed (see the reasons above); exit code 5"
                 );
             }
             Ok(ran.exit_code())

@@ -18,7 +18,7 @@ use crate::error::Error;
 
 /// `ferrum-bench`: benchmark and autotune the Ferrum LLM inference engine.
 #[derive(Debug, Parser)]
-#[command(name = "ferrum-bench", version, about, long_about = None)]
+#[command(name = "ferrum-bench", version, about, long_about = None, after_help = crate::error::EXIT_CODE_HELP)]
 pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]
@@ -29,8 +29,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every cell of a sweep on the full engine and write results.
+    #[command(after_help = crate::error::EXIT_CODE_HELP)]
     Sweep(sweep::Args),
     /// Run one cell (the preset plus --set) on the full engine and write results.
+    #[command(after_help = crate::error::EXIT_CODE_HELP)]
     Run(run::Args),
     /// Resolve a preset into Ferrum's effective configuration and decision trace.
     Resolve(resolve::Args),

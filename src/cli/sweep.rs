@@ -12,14 +12,19 @@ use super::common::{self, LoadOpts, OutputOpts, ResolveOpts};
 /// Options of `sweep`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Preset file (TOML).
-    pub preset: PathBuf,
+    /// Preset file (TOML); with --resume, defaults to the one the run recorded.
+    #[arg(required_unless_present = "resume")]
+    pub preset: Option<PathBuf>,
     /// Sweep file replacing the preset's [sweep] table (see sweeps/).
     #[arg(long)]
     sweep: Option<PathBuf>,
-    /// Continue a run directory: only cells without a complete stats.json run.
+    /// Continue a run directory with the settings its manifest recorded: only cells without a
+    /// complete, valid result run.
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Refuse sweeps of more cells than this (default 10000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_cells: Option<u64>,
     /// Run the deterministic shard I of N (cells i with i mod N = I-1).
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     shard: Option<Shard>,
@@ -51,7 +56,13 @@ fn parse_budget(text: &str) -> Result<std::time::Duration, String> {
 
 /// Run the sweep.
 pub fn run(args: Args) -> Result<i32, Error> {
-    let mut choices = common::choices(args.preset, args.resolve, args.load, &args.output);
+    let mut choices = common::choices(
+        args.preset.unwrap_or_default(),
+        args.resolve,
+        args.load,
+        &args.output,
+    );
+    choices.max_cells = args.max_cells.map(|n| n as usize);
     choices.sweep_file = args.sweep;
     choices.allow_misread_values = args.misread.allow_misread_values;
     choices.resume = args.resume;

@@ -135,7 +135,7 @@ fn skipped_and_failed_cells_are_recorded_and_the_sweep_goes_on() {
     );
     assert_eq!(
         on_disk.cells[2].reason.as_deref(),
-        Some("repeat 0 (measured): engine failure: scripted failure")
+        Some("repeat 1 (measured): engine failure: scripted failure")
     );
     assert!(on_disk.finished_at.is_some() && on_disk.engine.is_some());
     assert!(
@@ -187,20 +187,30 @@ fn ctrl_c_then_resume_runs_every_cell_exactly_once() {
     let rd2 = RunDir::open(&rd.root).unwrap();
     let mut m2 = rd2.read_manifest().unwrap();
     let same_preset = PresetInfo::new("m3", Path::new("m3.toml"), "x");
+    let set = m2.sweep.set.clone();
     m2.check_resumable(
         &rd2.root,
         &same_preset,
         &run,
         &m2.workload.workload_hash.clone(),
+        &set,
+        None,
     )
     .unwrap();
     let edited = PresetInfo::new("m3", Path::new("m3.toml"), "y");
     let err = m2
-        .check_resumable(&rd2.root, &edited, &run, &m2.workload.workload_hash.clone())
+        .check_resumable(
+            &rd2.root,
+            &edited,
+            &run,
+            &m2.workload.workload_hash.clone(),
+            &set,
+            None,
+        )
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("cannot resume: the preset file changed"),
+        err.contains("cannot resume") && err.contains("the preset changed"),
         "{err}"
     );
     let mut other_run = run.clone();
@@ -210,7 +220,9 @@ fn ctrl_c_then_resume_runs_every_cell_exactly_once() {
             &rd2.root,
             &same_preset,
             &other_run,
-            &m2.workload.workload_hash.clone()
+            &m2.workload.workload_hash.clone(),
+            &set,
+            None,
         )
         .is_err());
     let mut b2 = Backend {

@@ -40,14 +40,14 @@ pub struct CellRunSpec {
 pub enum MeasureEvent {
     /// A repeat's warmup begins.
     WarmupStarted {
-        /// Repeat index.
+        /// Repeat index (0-based; messages print it 1-based, as progress does).
         repeat: u32,
         /// Warmup requests.
         requests: usize,
     },
     /// A repeat's measured run begins.
     RepeatStarted {
-        /// Repeat index.
+        /// Repeat index (0-based; messages print it 1-based, as progress does).
         repeat: u32,
         /// Measured requests.
         requests: usize,
@@ -56,7 +56,7 @@ pub enum MeasureEvent {
     Engine(EngineEvent),
     /// A repeat finished.
     RepeatDone {
-        /// Repeat index.
+        /// Repeat index (0-based; messages print it 1-based, as progress does).
         repeat: u32,
         /// Its output tokens/s.
         output_tokens_per_s: f64,
@@ -94,9 +94,9 @@ pub enum MeasureError {
     #[error(transparent)]
     Workload(#[from] WorkloadError),
     /// The engine returned an error.
-    #[error("repeat {repeat} ({phase}): {source}")]
+    #[error("repeat {} ({phase}): {source}", .repeat + 1)]
     Engine {
-        /// Repeat index.
+        /// Repeat index (0-based; messages print it 1-based, as progress does).
         repeat: u32,
         /// `start`, `warmup` or `measured`.
         phase: &'static str,
@@ -105,19 +105,20 @@ pub enum MeasureError {
         source: EngineError,
     },
     /// The engine's output does not match the requests it was given.
-    #[error("repeat {repeat}: engine returned inconsistent output: {detail}")]
+    #[error("repeat {}: engine returned inconsistent output: {detail}", .repeat + 1)]
     InvalidOutput {
-        /// Repeat index.
+        /// Repeat index (0-based; messages print it 1-based, as progress does).
         repeat: u32,
         /// What is wrong.
         detail: String,
     },
     /// Not one measured request of a repeat succeeded: there is nothing to measure.
     #[error(
-        "repeat {repeat}: no request succeeded ({failed} unsuccessful); first: {first_reason}"
+        "repeat {}: no request succeeded ({failed} unsuccessful); first: {first_reason}",
+        .repeat + 1
     )]
     NothingSucceeded {
-        /// Repeat index.
+        /// Repeat index (0-based; messages print it 1-based, as progress does).
         repeat: u32,
         /// Unsuccessful requests.
         failed: usize,
@@ -482,7 +483,7 @@ mod tests {
         match run_cell(&mut reject_all, &spec(2), &stop, &mut |_| {}) {
             CellOutcome::Failed { reason } => {
                 assert!(
-                    reason.starts_with("repeat 0: no request succeeded"),
+                    reason.starts_with("repeat 1: no request succeeded"),
                     "{reason}"
                 )
             }
@@ -510,7 +511,7 @@ mod tests {
         match run_cell(&mut make, &spec(3), &stop, &mut |_| {}) {
             CellOutcome::Failed { reason } => assert_eq!(
                 reason,
-                "repeat 1 (measured): engine failure: scripted failure"
+                "repeat 2 (measured): engine failure: scripted failure"
             ),
             other => panic!("{other:?}"),
         }

@@ -111,6 +111,14 @@ impl SweepProgress {
         }
     }
 
+    /// A one-line note for the user (above the bars, or as a plain line).
+    pub fn note(&mut self, line: &str) {
+        match &self.bars {
+            Some(b) => b.sweep.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Clear the bars.
     pub fn finish(&mut self) {
         if let Some(b) = &self.bars {

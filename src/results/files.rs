@@ -44,6 +44,11 @@ pub struct Manifest {
     pub finished_at: Option<String>,
     /// Every cell of the plan (or of this shard) with its status.
     pub cells: Vec<CellEntry>,
+    /// Knob sources outside the preset and the cell keys: the inherited `FERRUM_*`
+    /// environment, `--hardware`, `--allow-unknown-knobs`. Absent in manifests written before
+    /// it was recorded (those are read as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<super::RunIdentity>,
 }
 
 /// Harness identity.

@@ -6,12 +6,20 @@
 //! cell is written as a whole: its files go to `cells/.<name>.partial/` which is then renamed to
 //! `cells/<name>/`, so a cell directory either is complete or does not exist — Ctrl-C can never
 //! leave half a cell. `stats.json` present ⇔ the cell completed.
+//!
+//! A run directory is born whole: it is built as `.<run_id>.partial/` holding a manifest with
+//! every cell `pending`, then renamed into place. Status changes go to an append-only
+//! `status.jsonl` (see [`runlog`]) so per-cell bookkeeping is O(1); the manifest is rewritten
+//! when the run starts and ends. A writer holds `.lock` (advisory, exclusive) for its lifetime.
 
 mod cells;
 mod files;
 mod host;
+mod identity;
 mod merge;
 pub mod read;
+pub mod runlog;
+mod validate;
 
 pub use cells::{StepLine, EFFECTIVE_CONFIG_FILE, REQUESTS_FILE, STEPS_FILE};
 pub use files::{
@@ -19,7 +27,10 @@ pub use files::{
     StatsFile, SweepInfo, WorkloadInfo, SCHEMA_VERSION,
 };
 pub use host::{harness_info, host_info, now_rfc3339};
+pub use identity::{json_differences, preset_meaning_differs, RunIdentity};
 pub use merge::{merge, MergeReport};
+pub use runlog::{RunLock, StatusLine};
+pub use validate::validate_cell;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -81,6 +92,44 @@ pub enum ResultsError {
         /// Why.
         reason: String,
     },
+    /// A run directory that cannot be resumed as asked.
+    #[error("cannot resume `{path}`: {reason}")]
+    Resume {
+        /// The run directory.
+        path: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// The path is not a run directory.
+    #[error("`{path}` is not a ferrum-bench run directory: {why}")]
+    NotRunDir {
+        /// The path given.
+        path: String,
+        /// What is missing.
+        why: String,
+    },
+    /// Another process is writing the run directory.
+    #[error("run directory `{path}` is in use by another ferrum-bench process (it holds `{path}/.lock`); wait for it to finish or stop it, then retry")]
+    Locked {
+        /// The run directory.
+        path: String,
+    },
+    /// A result could not be serialised (never written as file content).
+    #[error("cannot serialise `{path}`: {message}")]
+    Serialize {
+        /// The file that was to be written.
+        path: String,
+        /// serde's message.
+        message: String,
+    },
+    /// Writing would destroy a complete result.
+    #[error("refusing to overwrite `{path}`: {reason}")]
+    Overwrite {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError {
@@ -92,7 +141,9 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Resul
     }
 }
 
-/// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+/// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename, then
+/// fsync of the directory so the rename itself survives a power loss. On any error the temp
+/// file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -100,19 +151,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(bytes).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("sync", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io("rename into", path))
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io("rename into", path))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return written;
+    }
+    sync_dir(dir)
 }
 
-/// Pretty JSON with a trailing newline.
-pub fn to_json_pretty<T: Serialize>(value: &T) -> String {
-    let mut s =
-        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+/// fsync a directory (its entries: renames, creations). A no-op where directories cannot be
+/// opened for syncing.
+pub fn sync_dir(dir: &Path) -> Result<(), ResultsError> {
+    #[cfg(unix)]
+    {
+        let d = std::fs::File::open(dir).map_err(io("open directory", dir))?;
+        d.sync_all().map_err(io("sync directory", dir))?;
+    }
+    let _ = dir;
+    Ok(())
+}
+
+/// Pretty JSON with a trailing newline; a serialisation failure is an error naming `path` (the
+/// file it was meant for), never file content.
+pub fn to_json_pretty<T: Serialize>(value: &T, path: &Path) -> Result<String, ResultsError> {
+    let mut s = serde_json::to_string_pretty(value).map_err(|e| ResultsError::Serialize {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     s.push('\n');
-    s
+    Ok(s)
 }
 
 /// `"sha256:"` + hex of bytes (preset file hashes).
@@ -161,13 +234,72 @@ impl RunDir {
         })
     }
 
+    /// Create a run directory born whole: `results_root/.<run_id>.partial/` gets `cells/`, the
+    /// lock and `manifest` (every cell `pending`), then is renamed to `results_root/<run_id>/`.
+    /// A crash before the rename leaves only a dot-directory; after it, the manifest exists.
+    pub fn create_with_manifest(
+        results_root: &Path,
+        manifest: &Manifest,
+    ) -> Result<(RunDir, RunLock), ResultsError> {
+        let run_id = manifest.run_id.as_str();
+        std::fs::create_dir_all(results_root).map_err(io("create directory", results_root))?;
+        let partial = results_root.join(format!(".{run_id}.partial"));
+        let root = results_root.join(run_id);
+        if root.exists() {
+            return Err(ResultsError::Overwrite {
+                path: root.display().to_string(),
+                reason: "a run directory of that id already exists".into(),
+            });
+        }
+        let built = (|| {
+            std::fs::create_dir(&partial).map_err(io("create directory", &partial))?;
+            std::fs::create_dir(partial.join(CELLS_DIR))
+                .map_err(io("create directory", &partial))?;
+            let lock = RunLock::acquire(&partial)?;
+            let path = partial.join(MANIFEST_FILE);
+            write_atomic(&path, to_json_pretty(manifest, &path)?.as_bytes())?;
+            std::fs::rename(&partial, &root).map_err(io("rename into", &root))?;
+            sync_dir(results_root)?;
+            Ok(lock)
+        })();
+        match built {
+            Ok(lock) => Ok((
+                RunDir {
+                    root,
+                    run_id: run_id.to_string(),
+                },
+                lock,
+            )),
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                Err(err)
+            }
+        }
+    }
+
+    /// Take the exclusive writer lock of this run directory (see [`runlog`]).
+    pub fn lock(&self) -> Result<RunLock, ResultsError> {
+        RunLock::acquire(&self.root)
+    }
+
+    /// Record a cell's new status: one appended line of `status.jsonl` (O(1) per cell).
+    pub fn record_status(&self, line: &StatusLine) -> Result<(), ResultsError> {
+        runlog::append_status(&self.root, line)
+    }
+
     /// Open an existing run directory (it must hold `manifest.json`).
     pub fn open(path: &Path) -> Result<RunDir, ResultsError> {
         let manifest = path.join(MANIFEST_FILE);
-        if !manifest.is_file() {
-            return Err(ResultsError::Corrupt {
+        if !path.is_dir() {
+            return Err(ResultsError::NotRunDir {
                 path: path.display().to_string(),
-                message: format!("no {MANIFEST_FILE}; not a ferrum-bench run directory"),
+                why: "no such directory".into(),
+            });
+        }
+        if !manifest.is_file() {
+            return Err(ResultsError::NotRunDir {
+                path: path.display().to_string(),
+                why: format!("it holds no {MANIFEST_FILE}"),
             });
         }
         let run_id = path
@@ -185,19 +317,23 @@ impl RunDir {
         self.root.join(CELLS_DIR).join(name)
     }
 
-    /// Read and version-check `manifest.json`.
+    /// Read and version-check `manifest.json`, with the status log (`status.jsonl`) applied:
+    /// the current status of every cell.
     pub fn read_manifest(&self) -> Result<Manifest, ResultsError> {
-        read_versioned(&self.root.join(MANIFEST_FILE), |m: &Manifest| {
+        let mut manifest = read_versioned(&self.root.join(MANIFEST_FILE), |m: &Manifest| {
             m.schema_version
-        })
+        })?;
+        for line in runlog::read_status_log(&self.root)? {
+            manifest.apply_status(&line);
+        }
+        Ok(manifest)
     }
 
-    /// Write `manifest.json` atomically.
+    /// Write `manifest.json` atomically, then empty the status log it now includes.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), ResultsError> {
-        write_atomic(
-            &self.root.join(MANIFEST_FILE),
-            to_json_pretty(manifest).as_bytes(),
-        )
+        let path = self.root.join(MANIFEST_FILE);
+        write_atomic(&path, to_json_pretty(manifest, &path)?.as_bytes())?;
+        runlog::clear_status_log(&self.root)
     }
 
     /// Read a cell's `stats.json`.
@@ -211,10 +347,11 @@ impl RunDir {
     /// the same name (a failed or interrupted attempt); refuses to replace a complete one.
     pub fn write_cell(&self, name: &str, files: CellFiles<'_>) -> Result<(), ResultsError> {
         let final_dir = self.cell_dir(name);
-        if final_dir.join(STATS_FILE).is_file() {
-            return Err(ResultsError::Mismatch {
+        // Only a complete, readable cell is protected; a corrupt one is an incomplete attempt.
+        if final_dir.join(STATS_FILE).is_file() && self.read_stats(name).is_ok() {
+            return Err(ResultsError::Overwrite {
                 path: final_dir.display().to_string(),
-                reason: "the cell is already complete; refusing to overwrite it".into(),
+                reason: "the cell is already complete".into(),
             });
         }
         let partial = self.root.join(CELLS_DIR).join(format!(".{name}.partial"));
@@ -233,15 +370,22 @@ impl RunDir {
         if let Some((stats, m)) = files.result {
             let mut requests = String::new();
             let mut steps = String::new();
+            let requests_path = partial.join("requests.jsonl");
+            let steps_path = partial.join("steps.jsonl");
+            let fail = |path: &Path, e: serde_json::Error| ResultsError::Serialize {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            };
             for r in &m.repeats {
                 for rec in &r.records {
-                    requests.push_str(&serde_json::to_string(rec).unwrap_or_default());
+                    let line = serde_json::to_string(rec).map_err(|e| fail(&requests_path, e))?;
+                    requests.push_str(&line);
                     requests.push('\n');
                 }
                 for s in &r.steps {
                     let mut v = serde_json::json!({ "repeat": r.summary.repeat });
-                    if let (Some(obj), Ok(serde_json::Value::Object(step))) =
-                        (v.as_object_mut(), serde_json::to_value(s))
+                    let step = serde_json::to_value(s).map_err(|e| fail(&steps_path, e))?;
+                    if let (Some(obj), serde_json::Value::Object(step)) = (v.as_object_mut(), step)
                     {
                         obj.extend(step);
                     }
@@ -249,16 +393,28 @@ impl RunDir {
                     steps.push('\n');
                 }
             }
-            write_atomic(&partial.join("requests.jsonl"), requests.as_bytes())?;
+            write_atomic(&requests_path, requests.as_bytes())?;
             if !steps.is_empty() {
-                write_atomic(&partial.join("steps.jsonl"), steps.as_bytes())?;
+                write_atomic(&steps_path, steps.as_bytes())?;
             }
-            write_atomic(&partial.join(STATS_FILE), to_json_pretty(stats).as_bytes())?;
+            let stats_path = partial.join(STATS_FILE);
+            write_atomic(&stats_path, to_json_pretty(stats, &stats_path)?.as_bytes())?;
         }
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(io("remove", &final_dir))?;
         }
-        std::fs::rename(&partial, &final_dir).map_err(io("rename into", &final_dir))
+        std::fs::rename(&partial, &final_dir).map_err(io("rename into", &final_dir))?;
+        sync_dir(&self.root.join(CELLS_DIR))
+    }
+
+    /// Remove a cell's directory (an incomplete or corrupt attempt about to be run again).
+    pub fn remove_cell(&self, name: &str) -> Result<(), ResultsError> {
+        let path = self.cell_dir(name);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("remove", &path)(e)),
+        }
     }
 
     /// Keys (→ names) of cells whose `stats.json` exists, parses and has the current schema:
@@ -386,42 +542,70 @@ impl Manifest {
             started_at: now_rfc3339(),
             finished_at: None,
             cells: cells.iter().map(|c| CellEntry::pending(c)).collect(),
+            identity: None,
         }
     }
 
-    /// Check that `--resume` continues the same experiment: same preset file, workload and run
-    /// settings as recorded in this manifest.
+    /// Check that `--resume` continues the same experiment: the preset means the same (parsed
+    /// TOML, so comments do not matter), and the workload, run settings, `--set` knobs and the
+    /// recorded identity (environment, hardware) are unchanged. The error says what changed.
     pub fn check_resumable(
         &self,
         dir: &Path,
         preset: &PresetInfo,
         run: &RunSettings,
         workload_hash: &str,
+        set: &BTreeMap<String, String>,
+        identity: Option<&RunIdentity>,
     ) -> Result<(), ResultsError> {
-        let mismatch = |what: &str, was: &str, now: &str| {
-            ResultsError::Mismatch {
+        let changed = |what: &str, how: String| ResultsError::Resume {
             path: dir.display().to_string(),
-            reason: format!("cannot resume: {what} changed (recorded `{was}`, now `{now}`); start a new run instead"),
-        }
+            reason: format!(
+                "{what} changed since the run started ({how}); start a new run instead"
+            ),
         };
-        if self.preset.hash != preset.hash {
-            return Err(mismatch("the preset file", &self.preset.hash, &preset.hash));
-        }
-        if self.workload.workload_hash != workload_hash {
-            return Err(mismatch(
-                "the workload",
-                &self.workload.workload_hash,
-                workload_hash,
-            ));
+        if let Some(how) = preset_meaning_differs(&self.preset.content, &preset.content) {
+            return Err(changed("the preset", how));
         }
         if &self.run != run {
-            return Err(mismatch(
-                "the run settings",
-                &format!("{:?}", self.run),
-                &format!("{run:?}"),
+            let diffs = json_differences(
+                &serde_json::to_value(&self.run).unwrap_or_default(),
+                &serde_json::to_value(run).unwrap_or_default(),
+            );
+            return Err(changed("the run settings", diffs.join("; ")));
+        }
+        if self.workload.workload_hash != workload_hash {
+            return Err(changed(
+                "the workload",
+                format!("{} → {workload_hash}", self.workload.workload_hash),
             ));
         }
+        if &self.sweep.set != set {
+            let diffs = json_differences(
+                &serde_json::to_value(&self.sweep.set).unwrap_or_default(),
+                &serde_json::to_value(set).unwrap_or_default(),
+            );
+            return Err(changed("--set", diffs.join("; ")));
+        }
+        if let (Some(was), Some(now)) = (&self.identity, identity) {
+            if was != now {
+                let diffs = json_differences(
+                    &serde_json::to_value(was).unwrap_or_default(),
+                    &serde_json::to_value(now).unwrap_or_default(),
+                );
+                return Err(changed("the knob sources", diffs.join("; ")));
+            }
+        }
         Ok(())
+    }
+
+    /// Apply one status-log line (unknown keys are ignored: the log may outlive a plan change
+    /// only through a hand edit, and a status for no cell changes nothing).
+    pub fn apply_status(&mut self, line: &StatusLine) {
+        self.set_status(&line.key, line.status, line.reason.clone());
+        if self.engine.is_none() {
+            self.engine.clone_from(&line.engine);
+        }
     }
 
     /// Set a cell's status and reason (by key); false when the key is unknown.

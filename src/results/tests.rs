@@ -222,7 +222,7 @@ fn check_golden(actual: &serde_json::Value, golden_file: &str) {
         let mut example = actual.clone();
         redact(&mut example);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, to_json_pretty(&example)).unwrap();
+        std::fs::write(&path, to_json_pretty(&example, &path).unwrap()).unwrap();
     }
     let golden: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -321,17 +321,29 @@ fn merge_joins_shards_and_rejects_mismatches() {
     assert!(mm.cells.windows(2).all(|w| w[0].index < w[1].index));
     assert!(r.run_dir.root.join(SUMMARY_CSV).is_file());
 
+    // A comment is not a change of the experiment; a value is.
     let c = write_run(
         dir.path(),
         Some(Shard { index: 2, count: 2 }),
-        "name = \"m3\"\n# edited\n",
+        &format!("# edited\n{PRESET_TEXT}"),
         "never",
     );
-    let err = merge(&[a.root.clone(), c.root.clone()], out.path())
+    merge(&[a.root.clone(), c.root.clone()], out.path()).unwrap();
+    let d = write_run(
+        dir.path(),
+        Some(Shard { index: 2, count: 2 }),
+        "name = \"m3\"\ndescription = \"edited\"\n",
+        "never",
+    );
+    let err = merge(&[a.root.clone(), d.root.clone()], out.path())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("preset hash differs"), "{err}");
+    assert!(err.contains("the preset differs"), "{err}");
     let err = merge(&[a.root.clone(), a.root.clone()], out.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("given twice"), "{err}");
+    let err = merge(&[a.root.clone(), full.root.clone()], out.path())
         .unwrap_err()
         .to_string();
     assert!(err.contains("complete in both"), "{err}");

@@ -4,7 +4,12 @@ use std::time::Duration;
 
 use super::SweepError;
 
-/// Parse `90s`, `10m`, `1h`, `1.5h` or a bare number of seconds.
+/// Longest time budget: 30 days.
+const MAX_BUDGET_S: f64 = 30.0 * 86_400.0;
+/// Most shards.
+pub const MAX_SHARDS: usize = 1_000_000;
+
+/// Parse `90s`, `10m`, `1h`, `1.5h` or a bare number of seconds; from 1 s to 30 days.
 pub fn parse_duration(text: &str) -> Result<Duration, SweepError> {
     let t = text.trim();
     let bad = || SweepError::Duration(text.to_string());
@@ -16,10 +21,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, SweepError> {
         None => return Err(bad()),
     };
     let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !(v.is_finite() && v > 0.0) {
+    let secs = v * mult;
+    // At most 30 days: a bound every typed number has, and Duration conversion cannot fail.
+    if !(1.0..=MAX_BUDGET_S).contains(&secs) {
         return Err(bad());
     }
-    Ok(Duration::from_secs_f64(v * mult))
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// One of N shards (1-based index). Cell i of the plan (0-based, plan order) belongs to shard
@@ -39,7 +46,7 @@ impl Shard {
         let (i, n) = text.split_once('/').ok_or_else(bad)?;
         let index: usize = i.trim().parse().map_err(|_| bad())?;
         let count: usize = n.trim().parse().map_err(|_| bad())?;
-        if index == 0 || count == 0 || index > count {
+        if index == 0 || count == 0 || index > count || count > MAX_SHARDS {
             return Err(bad());
         }
         Ok(Shard { index, count })
@@ -62,7 +69,18 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        for bad in ["", "h", "-5s", "10d", "ten minutes", "0s"] {
+        for bad in [
+            "",
+            "h",
+            "-5s",
+            "10d",
+            "ten minutes",
+            "0s",
+            "0.1s",
+            "721h",
+            "1e300h",
+            "NaNs",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

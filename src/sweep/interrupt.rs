@@ -1,8 +1,9 @@
-//! Ctrl-C handling. The first Ctrl-C raises a shared stop flag; the sweep loop checks it before
-//! every engine run and between cells, marks the running cell `interrupted`, writes what is
-//! complete (every file goes through temp + rename, so nothing is half-written) and exits. A
-//! second Ctrl-C exits at once with status 130 — the files on disk are still whole, because
-//! renames are atomic.
+//! Ctrl-C handling. The first Ctrl-C is acknowledged on stderr at once and raises a shared stop
+//! flag, which the engine's scheduler polls every step: the running cell stops at the next step
+//! (not at the end of its run), is marked `interrupted`, what is complete is written (every file
+//! goes through temp + rename, so nothing is half-written) and the process exits 130. A second
+//! Ctrl-C exits at once with status 130 — the files on disk are still whole: the manifest exists
+//! from the run's first moment and each status change is one appended line.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -25,8 +26,13 @@ pub fn install_ctrlc() -> Result<StopFlag, ctrlc::Error> {
     ctrlc::set_handler(move || {
         if handler_flag.swap(true, Ordering::SeqCst) {
             // Second Ctrl-C: the user insists.
+            eprintln!("\ninterrupted again: exiting now (completed cells are on disk)");
             std::process::exit(130);
         }
+        // The handler runs on ctrlc's own thread, so printing here is safe and immediate.
+        eprintln!(
+            "\ninterrupt: stopping the running cell at the next engine step and saving what is complete (Ctrl-C again to exit at once)"
+        );
     })?;
     Ok(Cancel::from_flag(FLAG.get_or_init(|| flag).clone()))
 }

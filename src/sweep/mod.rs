@@ -16,12 +16,14 @@ mod table;
 pub use budget::{parse_duration, Shard};
 pub use interrupt::{install_ctrlc, StopFlag};
 pub use plan::{
-    cell_key, plan, Cell, Plan, DEFAULT_ASSUMED_OUTPUT_TOKENS_PER_S, DEFAULT_ENGINE_START_S,
+    cell_key, plan, plan_with_limit, Cell, Plan, DEFAULT_ASSUMED_OUTPUT_TOKENS_PER_S,
+    DEFAULT_ENGINE_START_S, DEFAULT_MAX_CELLS,
 };
 pub use settings::{
     RunOverrides, RunSettings, RunTable, SloTable, DEFAULT_CONCURRENCY, DEFAULT_INPUT_LEN,
     DEFAULT_OUTPUT_LEN, DEFAULT_REPEATS, DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP_REQUESTS,
-    QUICK_REQUESTS, QUICK_WARMUP_REQUESTS,
+    MAX_BURSTINESS, MAX_CONCURRENCY, MAX_REPEATS, MAX_REQUEST_RATE, MIN_BURSTINESS,
+    MIN_REQUEST_RATE, QUICK_REQUESTS, QUICK_WARMUP_REQUESTS,
 };
 pub use table::{SweepMode, SweepTable};
 
@@ -84,10 +86,26 @@ pub enum SweepError {
     Shard(String),
     /// `--time-budget` does not parse.
     #[error(
-        "invalid duration `{0}`: expected a number with unit s, m or h, e.g. `90s`, `10m`, `1h`"
+        "invalid duration `{0}`: expected a positive duration of at most 30 days, as seconds with an optional unit s, m or h, e.g. `90s`, `10m`, `1h`"
     )]
     Duration(String),
     /// Every cell was excluded.
     #[error("the sweep has no cells: every combination is excluded")]
     Empty,
+    /// The sweep expands to more cells than the limit.
+    #[error("the sweep expands to {cells} cells, more than the limit of {limit}: narrow the knob lists, or raise the limit with --max-cells {cells}")]
+    TooManyCells {
+        /// Cells the sweep would have (saturating).
+        cells: u128,
+        /// The limit.
+        limit: usize,
+    },
+    /// A command-line flag that a sweep axis would silently override.
+    #[error("{flag} conflicts with the sweep's `{axis}` axis, which sets it for every cell: remove the flag, edit the axis (or use --sweep with another file), or measure one cell with `run`")]
+    AxisConflict {
+        /// The flag as given.
+        flag: String,
+        /// The sweep axis.
+        axis: String,
+    },
 }

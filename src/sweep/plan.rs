@@ -28,6 +28,9 @@ pub const DEFAULT_ASSUMED_OUTPUT_TOKENS_PER_S: f64 = 1500.0;
 /// Rough engine start-up time per cell, s.
 pub const DEFAULT_ENGINE_START_S: f64 = 2.0;
 const MAX_NAME_LEN: usize = 100;
+/// Default limit on the cells of one sweep (`--max-cells` raises it): a typo such as a
+/// 1000×1000 grid should be an error, not hours of expansion.
+pub const DEFAULT_MAX_CELLS: usize = 10_000;
 
 /// One cell of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +64,10 @@ pub struct Plan {
     pub cells: Vec<Cell>,
     /// Combinations dropped by `exclude` rules.
     pub excluded: usize,
+    /// Values or cells listed twice that are the same after canonicalisation (e.g. `2` and
+    /// `"02"`), one sentence each; each such cell runs once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<String>,
 }
 
 /// Expand `sweep` for `preset_name` under `run`. `set` are the `--set K=V` knobs applied to every
@@ -75,11 +82,41 @@ pub fn plan(
     set: &[(String, String)],
     knob_check: &dyn Fn(&str, &str) -> Result<String, String>,
 ) -> Result<Plan, SweepError> {
+    plan_with_limit(preset_name, run, sweep, set, knob_check, DEFAULT_MAX_CELLS)
+}
+
+/// [`plan`] with an explicit cell limit: the cell count is computed from the list lengths
+/// before anything is expanded, so an oversized sweep costs nothing.
+pub fn plan_with_limit(
+    preset_name: &str,
+    run: &RunSettings,
+    sweep: &SweepTable,
+    set: &[(String, String)],
+    knob_check: &dyn Fn(&str, &str) -> Result<String, String>,
+    max_cells: usize,
+) -> Result<Plan, SweepError> {
     let mode = sweep.mode.unwrap_or_default();
+    let load_len = (sweep.concurrency.as_ref().map_or(0, Vec::len)
+        + sweep.request_rate.as_ref().map_or(0, Vec::len))
+    .max(1) as u128;
+    let lens = sweep.knobs.iter().flatten().map(|(_, v)| v.len() as u128);
+    let combos_upper = match mode {
+        SweepMode::Grid => lens.fold(1u128, |acc, n| acc.saturating_mul(n)),
+        SweepMode::Zip => lens.max().unwrap_or(1),
+    };
+    let upper = combos_upper.saturating_mul(load_len);
+    if upper > max_cells as u128 {
+        return Err(SweepError::TooManyCells {
+            cells: upper,
+            limit: max_cells,
+        });
+    }
+    let mut duplicates = Vec::new();
     // Canonical knob lists, names sorted (BTreeMap order).
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for (name, values) in sweep.knobs.iter().flatten() {
         let mut canon = Vec::with_capacity(values.len());
+        let mut written: Vec<String> = Vec::with_capacity(values.len());
         for v in values {
             let text = value_text(v);
             let c = knob_check(name, &text).map_err(|message| SweepError::Knob {
@@ -87,7 +124,21 @@ pub fn plan(
                 value: text.clone(),
                 message,
             })?;
+            // In a grid a repeated value only repeats cells; in a zip it may pair with
+            // different values of other lists, so zips are deduplicated per cell below.
+            let repeated = match mode {
+                SweepMode::Grid => canon.iter().position(|x| x == &c),
+                SweepMode::Zip => None,
+            };
+            if let Some(pos) = repeated {
+                duplicates.push(format!(
+                    "[sweep.knobs] {name} lists `{}` and `{text}`, the same value `{c}`: it runs once",
+                    written[pos]
+                ));
+                continue;
+            }
             canon.push(c);
+            written.push(text);
         }
         if canon.is_empty() {
             return Err(SweepError::Knob {
@@ -105,6 +156,7 @@ pub fn plan(
 
     let mut cells = Vec::new();
     let mut excluded = 0;
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     for knobs in &combos {
         for load in &loads {
             if rules.iter().any(|r| r.matches(knobs, load)) {
@@ -112,6 +164,13 @@ pub fn plan(
                 continue;
             }
             let key = cell_key(preset_name, &set, knobs, load, &run.workload, run.seed);
+            if !seen.insert(key.clone()) {
+                duplicates.push(format!(
+                    "cell `{}` appears more than once in the sweep: it runs once",
+                    cell_name(load, knobs)
+                ));
+                continue;
+            }
             cells.push(Cell {
                 index: cells.len(),
                 name: cell_name(load, knobs),
@@ -132,6 +191,7 @@ pub fn plan(
         knob_names: axes.into_iter().map(|(n, _)| n).collect(),
         cells,
         excluded,
+        duplicates,
     })
 }
 
@@ -172,7 +232,8 @@ impl Plan {
                 engine_start_s + run.repeats as f64 * per_repeat
             })
             .sum();
-        Duration::from_secs_f64(total.max(0.0))
+        // Bounded inputs keep this finite; saturate anyway rather than panic on a huge estimate.
+        Duration::try_from_secs_f64(total.max(0.0)).unwrap_or(Duration::MAX)
     }
 }
 

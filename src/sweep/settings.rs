@@ -27,6 +27,21 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const QUICK_REQUESTS: usize = 12;
 /// `--quick`: warmup requests per repeat.
 pub const QUICK_WARMUP_REQUESTS: usize = 1;
+/// Most repeats per cell.
+pub const MAX_REPEATS: u32 = 1_000;
+/// Largest closed-loop concurrency.
+pub const MAX_CONCURRENCY: usize = 100_000;
+/// Smallest open-loop rate (req/s): one request per 1000 s; slower would make a run of a few
+/// requests last days (and the estimate overflow).
+pub const MIN_REQUEST_RATE: f64 = 1e-3;
+/// Largest open-loop rate (req/s).
+pub const MAX_REQUEST_RATE: f64 = 1e6;
+/// Smallest gamma shape of open-loop gaps.
+pub const MIN_BURSTINESS: f64 = 1e-3;
+/// Largest gamma shape of open-loop gaps.
+pub const MAX_BURSTINESS: f64 = 1e3;
+/// Largest SLO limit, ms (about 11.6 days).
+const MAX_SLO_MS: f64 = 1e9;
 
 /// `[run.slo]`: goodput limits in ms (all optional).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,7 +94,7 @@ impl RunTable {
     pub fn from_toml(table: &toml::Table) -> Result<RunTable, SweepError> {
         RunTable::deserialize(toml::Value::Table(table.clone())).map_err(|e| SweepError::Table {
             table: "run",
-            message: e.to_string().trim().to_string(),
+            message: e.message().trim().replace('\n', " "),
         })
     }
 }
@@ -179,15 +194,19 @@ impl RunSettings {
             .or(quick_repeats)
             .or(t.repeats)
             .unwrap_or(DEFAULT_REPEATS);
-        if repeats == 0 {
-            return Err(invalid("repeats", "0".into(), "expected at least 1"));
+        if !(1..=MAX_REPEATS).contains(&repeats) {
+            return Err(invalid(
+                "repeats",
+                repeats.to_string(),
+                "expected 1 to 1000",
+            ));
         }
         let burstiness = t.burstiness.unwrap_or(1.0);
-        if !(burstiness.is_finite() && burstiness > 0.0) {
+        if !(MIN_BURSTINESS..=MAX_BURSTINESS).contains(&burstiness) {
             return Err(invalid(
                 "burstiness",
                 burstiness.to_string(),
-                "expected a positive number",
+                "expected a number from 0.001 to 1000",
             ));
         }
         if t.concurrency.is_some() && t.request_rate.is_some() {
@@ -234,11 +253,11 @@ impl RunSettings {
             ("slo.e2e_ms", slo.e2e_ms),
         ] {
             if let Some(v) = v {
-                if !(v.is_finite() && v > 0.0) {
+                if !(v > 0.0 && v <= MAX_SLO_MS) {
                     return Err(invalid(
                         key,
                         v.to_string(),
-                        "expected a positive number of milliseconds",
+                        "expected a positive number of milliseconds, at most 1e9",
                     ));
                 }
             }
@@ -268,21 +287,23 @@ impl RunSettings {
     }
 }
 
-/// Concurrency ≥ 1; rate and burstiness finite and > 0.
+/// Concurrency in 1..=[`MAX_CONCURRENCY`]; rate in [`MIN_REQUEST_RATE`]..=[`MAX_REQUEST_RATE`].
 pub(crate) fn validate_load(load: &LoadPoint) -> Result<(), SweepError> {
     match *load {
-        LoadPoint::Closed { concurrency: 0 } => Err(SweepError::Setting {
-            key: "concurrency",
-            value: "0".into(),
-            expected: "expected at least 1",
-        }),
+        LoadPoint::Closed { concurrency } if !(1..=MAX_CONCURRENCY).contains(&concurrency) => {
+            Err(SweepError::Setting {
+                key: "concurrency",
+                value: concurrency.to_string(),
+                expected: "expected 1 to 100000",
+            })
+        }
         LoadPoint::Open { request_rate, .. }
-            if !(request_rate.is_finite() && request_rate > 0.0) =>
+            if !(MIN_REQUEST_RATE..=MAX_REQUEST_RATE).contains(&request_rate) =>
         {
             Err(SweepError::Setting {
                 key: "request_rate",
-                value: request_rate.to_string(),
-                expected: "expected a positive number of requests per second",
+                value: format!("{request_rate:?}"),
+                expected: "expected 0.001 to 1000000 requests per second",
             })
         }
         _ => Ok(()),

@@ -52,7 +52,7 @@ impl SweepTable {
     pub fn from_toml(table: &toml::Table) -> Result<SweepTable, SweepError> {
         SweepTable::deserialize(toml::Value::Table(table.clone())).map_err(|e| SweepError::Table {
             table: "sweep",
-            message: e.to_string().trim().to_string(),
+            message: one_line(e.message()),
         })
     }
 
@@ -62,13 +62,34 @@ impl SweepTable {
             .parse()
             .map_err(|e: toml::de::Error| SweepError::Table {
                 table: "sweep",
-                message: e.to_string().trim().to_string(),
+                message: match e.span() {
+                    Some(span) => format!(
+                        "line {}: {}",
+                        text.as_bytes()[..span.start.min(text.len())]
+                            .iter()
+                            .filter(|&&b| b == b'\n')
+                            .count()
+                            + 1,
+                        one_line(e.message())
+                    ),
+                    None => one_line(e.message()),
+                },
             })?;
         match doc.get("sweep") {
             Some(toml::Value::Table(t)) if doc.len() == 1 => SweepTable::from_toml(t),
             _ => SweepTable::from_toml(&doc),
         }
     }
+}
+
+/// A message on one line (toml's messages may span several).
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A TOML scalar as the string handed to the resolver (`1`/`0` for booleans).

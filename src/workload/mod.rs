@@ -75,6 +75,13 @@ impl TokenSpace {
     }
 }
 
+/// Most measured (or warmup) requests per repeat.
+pub const MAX_REQUESTS: usize = 1_000_000;
+/// Longest input, output or prefix length, tokens.
+pub const MAX_LEN: usize = 1 << 20;
+/// Most prompt tokens in one repeat (warmup + measured).
+pub const MAX_PROMPT_TOKENS_PER_REPEAT: usize = 100_000_000;
+
 /// Everything that determines a workload (with a seed and repeat index).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +143,56 @@ impl WorkloadSpec {
         }
         if self.requests == 0 {
             return range("requests", "0".into(), "expected at least 1");
+        }
+        for (key, value, max, expected) in [
+            (
+                "requests",
+                self.requests,
+                MAX_REQUESTS,
+                "expected at most 1000000",
+            ),
+            (
+                "warmup_requests",
+                self.warmup_requests,
+                MAX_REQUESTS,
+                "expected at most 1000000",
+            ),
+            (
+                "input_len",
+                self.input_len,
+                MAX_LEN,
+                "expected at most 1048576 tokens",
+            ),
+            (
+                "output_len",
+                self.output_len,
+                MAX_LEN,
+                "expected at most 1048576 tokens",
+            ),
+            (
+                "prefix_len",
+                self.prefix_len,
+                MAX_LEN,
+                "expected at most 1048576 tokens",
+            ),
+        ] {
+            if value > max {
+                return range(key, value.to_string(), expected);
+            }
+        }
+        // Prompts of one repeat are held in memory as u32 ids: bound their total.
+        let total = (self.requests + self.warmup_requests) as u128 * self.max_prompt_len() as u128;
+        if total > MAX_PROMPT_TOKENS_PER_REPEAT as u128 {
+            return range(
+                "requests",
+                format!(
+                    "{} (+{} warmup) × {} prompt tokens = {total} tokens",
+                    self.requests,
+                    self.warmup_requests,
+                    self.max_prompt_len()
+                ),
+                "expected at most 100000000 prompt tokens per repeat (400 MB of token ids): use fewer requests or shorter prompts",
+            );
         }
         Ok(())
     }

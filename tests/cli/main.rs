@@ -8,6 +8,7 @@ mod report;
 mod misread;
 mod resolve;
 mod sweep;
+mod trust;
 
 use assert_cmd::Command;
 

@@ -157,7 +157,7 @@ fn mismatched_presets_are_refused_with_exit_code_2() {
     let b = write_shard(
         dir.path(),
         Some(Shard { index: 2, count: 2 }),
-        "name = \"m3\" # changed\n",
+        "name = \"m4\"\n",
     );
     Command::cargo_bin("ferrum-bench")
         .unwrap()
@@ -170,5 +170,7 @@ fn mismatched_presets_are_refused_with_exit_code_2() {
         ])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("preset hash differs"));
+        .stderr(predicates::str::contains(
+            "the preset differs (name: \"m3\" → \"m4\")",
+        ));
 }

@@ -116,7 +116,8 @@ fn sweep_runs_every_cell_and_writes_every_file() {
         .into_iter()
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with('.') || name.ends_with(".tmp")
+            // `.lock` is the run directory's writer lock and stays (see README).
+            (name.starts_with('.') && name != ".lock") || name.ends_with(".tmp")
         })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
@@ -269,10 +270,10 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_without_rerunning_cells() {
         assert!(std::time::Instant::now() < deadline, "no cell completed");
         if let Ok(mut entries) = std::fs::read_dir(root.path()) {
             if let Some(Ok(entry)) = entries.next() {
-                let manifest = entry.path().join("manifest.json");
-                if manifest.is_file()
-                    && std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("\"completed\""))
-                {
+                // Statuses are appended to status.jsonl during the run (the manifest is
+                // rewritten at the start and the end).
+                let log = entry.path().join("status.jsonl");
+                if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"completed\"")) {
                     break entry.path();
                 }
             }

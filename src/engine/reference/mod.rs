@@ -73,6 +73,8 @@ impl ReferenceEngine {
                 "KV pool of {pool_blocks} blocks (kv_block_count) cannot hold one sequence's reservation of {blocks_per_seq} blocks (FERRUM_KV_CAPACITY = {kv_capacity} tokens): raise FERRUM_KV_MAX_BLOCKS or lower FERRUM_KV_CAPACITY"
             )));
         }
+        // Estimate before allocating: an oversized pool is a clear error, not an abort.
+        spec.check_memory(spec.kv_bytes(pool_blocks))?;
         let split = match &knobs.layer_split {
             Some(_) if spec.num_layers < 2 => {
                 return Err(EngineError::Config(format!(

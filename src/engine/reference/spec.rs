@@ -376,7 +376,98 @@ impl EngineSpec {
                 self.vocab_size
             ));
         }
-        Ok(())
+        self.check_memory(0.0)
+    }
+
+    /// Estimated bytes of the weights as the reference engine holds them: f32 embeddings,
+    /// lm_head, norms and MoE routers; int4 matrices at ½ byte per weight plus an f32 scale and
+    /// offset per group and output row; plus the largest matrix once in f32 while it is being
+    /// generated. Computed in f64 so absurd dimensions cannot overflow.
+    pub fn weight_bytes(&self) -> f64 {
+        let f = |v: usize| v as f64;
+        let (h, v, g) = (
+            f(self.hidden_size),
+            f(self.vocab_size),
+            f(self.quant_group_size),
+        );
+        let q_width = f(self.num_heads) * f(self.head_dim);
+        let kv_width = f(self.num_kv_heads) * f(self.head_dim);
+        let attention = h * q_width + 2.0 * h * kv_width + q_width * h;
+        let (mlp, router, largest) = match self.architecture {
+            Architecture::Qwen3Moe => {
+                let one = h * f(self.moe_intermediate_size);
+                (
+                    3.0 * f(self.num_experts) * one,
+                    f(self.num_experts) * h,
+                    one,
+                )
+            }
+            Architecture::Qwen2 => {
+                let one = h * f(self.intermediate_size);
+                (3.0 * one, 0.0, one)
+            }
+        };
+        let int4 = 0.5 + 8.0 / g;
+        let per_layer = (attention + mlp) * int4 + router * 4.0 + 4.0 * h * 4.0;
+        2.0 * v * h * 4.0 + f(self.num_layers) * per_layer + largest.max(h * q_width) * 4.0
+    }
+
+    /// Estimated bytes of a KV pool of `pool_blocks` blocks (keys and values, every layer).
+    pub fn kv_bytes(&self, pool_blocks: usize) -> f64 {
+        let elem = match self.dtype {
+            Dtype::Fp32 => 4.0,
+            Dtype::Fp16 => 2.0,
+        };
+        2.0 * self.num_layers as f64
+            * pool_blocks as f64
+            * super::kv::BLOCK_SIZE as f64
+            * (self.num_kv_heads * self.head_dim) as f64
+            * elem
+    }
+
+    /// Refuse, before anything is allocated, an engine whose weights plus `kv_bytes` would not
+    /// fit in [`memory_limit_bytes`], with the estimate in the message.
+    pub fn check_memory(&self, kv_bytes: f64) -> Result<(), EngineError> {
+        let weights = self.weight_bytes();
+        let total = weights + kv_bytes;
+        let limit = memory_limit_bytes();
+        if total.is_finite() && total <= limit as f64 {
+            return Ok(());
+        }
+        let gib = |b: f64| b / (1u64 << 30) as f64;
+        Err(EngineError::Config(format!(
+            "[engine] the reference engine would need about {:.1} GiB ({:.1} GiB weights + {:.1} GiB KV cache), more than the {:.1} GiB this machine can give (80 % of its memory, at most what is available now): reduce hidden_size, num_layers, num_experts, the intermediate sizes or vocab_size (or FERRUM_PAGED_MAX_SEQS / FERRUM_KV_CAPACITY for the KV cache)",
+            gib(total),
+            gib(weights),
+            gib(kv_bytes),
+            gib(limit as f64)
+        )))
+    }
+}
+
+/// The most memory an engine may plan for: the smaller of 80 % of `MemTotal` and
+/// `MemAvailable` (`/proc/meminfo`: other processes' memory is not ours to take), or 16 GiB
+/// where neither can be read.
+pub fn memory_limit_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kib| kib.saturating_mul(1024))
+    };
+    let total = field("MemTotal:").map(|t| t / 10 * 8);
+    match (total, field("MemAvailable:")) {
+        (Some(t), Some(a)) => t.min(a),
+        (Some(t), None) => t,
+        (None, Some(a)) => a,
+        (None, None) => 16 << 30,
     }
 }
 
@@ -430,6 +521,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unsupported model architecture `llama`"));
+        let huge = err(
+            "hidden_size = 1048576\nnum_heads = 8\nnum_kv_heads = 2",
+            "qwen3_moe",
+        );
+        assert!(
+            huge.contains("would need about") && huge.contains("GiB"),
+            "{huge}"
+        );
+        let s = EngineSpec::resolve(None, "qwen3_moe").unwrap();
+        assert!(s.weight_bytes() > 1e6 && s.weight_bytes() < 1e9);
+        assert!(s.kv_bytes(1 << 40) > memory_limit_bytes() as f64);
+        assert!(s.check_memory(s.kv_bytes(1 << 40)).is_err());
         assert!(table("hiden_size = 3")
             .unwrap_err()
             .to_string()
