@@ -180,8 +180,6 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
         match Registry::global().checked_value(name, value) {
             Ok(value) => Ok(value),
             Err(KnobError::Unknown { .. }) if allow_unknown => Ok(value.to_string()),
-            // The caller names the knob and the value; keep only what is accepted.
-            Err(KnobError::BadValue { expected, .. }) => Err(expected),
             Err(err) => Err(err.to_string()),
         }
     };
@@ -192,9 +190,8 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
                 "--set {name} is given twice (`{first}` and `{value}`): give each knob once"
             )));
         }
-        let canonical = knob_check(name, value).map_err(|message| {
-            Error::Usage(format!("--set {name}={value}: invalid value: {message}"))
-        })?;
+        let canonical = knob_check(name, value)
+            .map_err(|message| Error::Usage(format!("--set {name}={value}: {message}")))?;
         set.push((name.clone(), canonical));
     }
     if !choices.single_cell {

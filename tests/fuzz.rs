@@ -79,7 +79,7 @@ fn payload() -> impl Strategy<Value = String> {
 
 fn check_preset(text: &str) -> Result<(), TestCaseError> {
     let path = Path::new("fuzz.toml");
-    if let Err(err) = Preset::parse(path, text, Registry::global(), false) {
+    if let Err(err) = Preset::parse(path, text) {
         let msg = err.to_string();
         prop_assert!(one_line(&msg), "preset error is not one line: {msg:?}");
     }

@@ -102,18 +102,18 @@ pub fn run(args: Args) -> Result<i32, Error> {
     let report = compare_paths(&args.baseline, &args.candidate, &opts)?;
     // Side files first: a CI job gets its JUnit/BMF whatever the verdict.
     if let Some(path) = &args.junit {
-        write_atomic(path, Junit.render(&report).as_bytes())?;
+        write_atomic(path, Junit.render(&report)?.as_bytes())?;
     }
     if let Some(path) = &args.bmf {
-        write_atomic(path, Bmf.render(&report).as_bytes())?;
+        write_atomic(path, Bmf.render(&report)?.as_bytes())?;
     }
     let text = match args.format {
         Format::Table => Terminal {
             color: std::io::stdout().is_terminal(),
         }
-        .render(&report),
-        Format::Md => Markdown.render(&report),
-        Format::Json => Json.render(&report),
+        .render(&report)?,
+        Format::Md => Markdown.render(&report)?,
+        Format::Json => Json.render(&report)?,
     };
     crate::cli::print_stdout(&text)?;
     let c = &report.counts;

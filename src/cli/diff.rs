@@ -33,7 +33,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<i32, Error> {
     let outcome = diff_paths(&args.a, &args.b)?;
     let text = match args.format {
-        Format::Json => crate::results::to_json_pretty(&outcome),
+        Format::Json => crate::results::to_json_pretty(&outcome, &args.b)?,
         Format::Text => match &outcome {
             DiffOutcome::Config { diff } => render_config_diff(diff),
             DiffOutcome::Runs { runs } => render_run_diff(runs),

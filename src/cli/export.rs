@@ -25,7 +25,7 @@ pub struct Args {
 /// Export one cell.
 pub fn run(args: Args) -> Result<i32, Error> {
     let report = bench_report(&stats_path_of(&args.cell))?;
-    let json = to_json_pretty(&report);
+    let json = to_json_pretty(&report, args.out.as_deref().unwrap_or(&args.cell))?;
     match &args.out {
         Some(path) => write_atomic(path, json.as_bytes())?,
         None => crate::cli::print_stdout(&json)?,

@@ -12,7 +12,7 @@ use crate::compare::CompareReport;
 pub struct Bmf;
 
 impl Exporter for Bmf {
-    fn render(&self, r: &CompareReport) -> String {
+    fn render(&self, r: &CompareReport) -> Result<String, crate::results::ResultsError> {
         let mut root = Map::new();
         for p in &r.pairs {
             let mut metrics = Map::new();
@@ -27,6 +27,6 @@ impl Exporter for Bmf {
             }
             root.insert(p.candidate_cell.clone(), Value::Object(metrics));
         }
-        crate::results::to_json_pretty(&Value::Object(root))
+        crate::results::to_json_pretty(&Value::Object(root), std::path::Path::new("bmf.json"))
     }
 }

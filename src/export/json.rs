@@ -8,7 +8,7 @@ use crate::compare::CompareReport;
 pub struct Json;
 
 impl Exporter for Json {
-    fn render(&self, report: &CompareReport) -> String {
-        crate::results::to_json_pretty(report)
+    fn render(&self, report: &CompareReport) -> Result<String, crate::results::ResultsError> {
+        crate::results::to_json_pretty(report, std::path::Path::new("compare.json"))
     }
 }

@@ -19,7 +19,7 @@ fn x(s: &str) -> String {
 }
 
 impl Exporter for Junit {
-    fn render(&self, r: &CompareReport) -> String {
+    fn render(&self, r: &CompareReport) -> Result<String, crate::results::ResultsError> {
         let mut cases = String::new();
         let (mut tests, mut failures, mut skipped, mut errors) = (0, 0, 0, 0);
         for p in &r.pairs {
@@ -73,8 +73,8 @@ impl Exporter for Junit {
                 ));
             }
         }
-        format!(
+        Ok(format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ferrum-bench compare\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\">\n  <testsuite name=\"compare\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\">\n{cases}  </testsuite>\n</testsuites>\n"
-        )
+        ))
     }
 }

@@ -24,7 +24,7 @@ fn icon(v: Verdict) -> &'static str {
 }
 
 impl Exporter for Markdown {
-    fn render(&self, r: &CompareReport) -> String {
+    fn render(&self, r: &CompareReport) -> Result<String, crate::results::ResultsError> {
         let mut md = String::from("# ferrum-bench compare\n\n");
         md.push_str(&format!("**{}**\n\n", headline(r)));
         for (side, info) in [("baseline", &r.baseline), ("candidate", &r.candidate)] {
@@ -98,6 +98,6 @@ impl Exporter for Markdown {
                 ));
             }
         }
-        md
+        Ok(md)
     }
 }

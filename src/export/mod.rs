@@ -21,8 +21,8 @@ use crate::stats::Verdict;
 
 /// Renders a comparison into one output format.
 pub trait Exporter {
-    /// The rendered document.
-    fn render(&self, report: &CompareReport) -> String;
+    /// The rendered document; a serialisation failure is an error, never document content.
+    fn render(&self, report: &CompareReport) -> Result<String, crate::results::ResultsError>;
 }
 
 /// `mean ± hw` with the metric's decimals (`mean (n=2)` without a CI).

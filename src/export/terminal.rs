@@ -33,7 +33,7 @@ impl Terminal {
 }
 
 impl Exporter for Terminal {
-    fn render(&self, r: &CompareReport) -> String {
+    fn render(&self, r: &CompareReport) -> Result<String, crate::results::ResultsError> {
         let mut out = format!(
             "baseline:  {}\ncandidate: {}\n",
             r.baseline.path, r.candidate.path
@@ -91,6 +91,6 @@ impl Exporter for Terminal {
             ));
         }
         out.push_str(&format!("\n{}\n", headline(r)));
-        out
+        Ok(out)
     }
 }

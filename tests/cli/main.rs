@@ -4,8 +4,8 @@
 mod compare;
 mod knobs;
 mod merge;
-mod report;
 mod misread;
+mod report;
 mod resolve;
 mod sweep;
 mod trust;
