@@ -4,6 +4,7 @@
 mod common;
 mod knobs;
 pub mod merge;
+mod mock_server;
 mod resolve;
 mod run;
 mod sweep;
@@ -34,6 +35,8 @@ pub enum Command {
     Knobs(knobs::Args),
     /// Join the result directories of several shards or partial runs into one.
     Merge(merge::Args),
+    /// Serve an OpenAI-compatible streaming mock on loopback (tests, calibration, CI).
+    MockServer(mock_server::Args),
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
@@ -69,6 +72,7 @@ fn dispatch(command: Command) -> Result<i32, Error> {
         Command::Resolve(args) => resolve::run(args),
         Command::Knobs(args) => knobs::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::MockServer(args) => mock_server::run(args),
     }
 }
 

@@ -150,7 +150,7 @@ fn fields_override_profiles_and_unknown_profile_fields_stay_absent() {
 #[test]
 fn later_tables_are_kept_for_later_stages() {
     let preset = parse("name = \"x\"\n[engine]\nkind = \"reference\"\n[run]\nseed = 1\n[sweep]\nconcurrency = [1]\n").unwrap();
-    assert_eq!(preset.engine.unwrap().kind.as_deref(), Some("reference"));
+    assert_eq!(preset.engine.unwrap().kind(), "reference");
     assert_eq!(preset.run.unwrap().seed, Some(1));
     assert_eq!(preset.sweep.unwrap().concurrency, Some(vec![1]));
     assert!(err("name = \"x\"\nengine = 3\n").contains("invalid type"));

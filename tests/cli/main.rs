@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `ferrum-bench` binary. One test binary, one module per
 //! command.
 
+mod http;
 mod knobs;
 mod merge;
 mod resolve;
