@@ -368,7 +368,8 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
         }
     };
     let mut progress = SweepProgress::new(manifest.cells.len(), choices.quiet);
-    let mut backend = ReferenceBackend::new(&prepared).in_run_dir(&dir.root, &manifest.run_id, stop);
+    let mut backend =
+        ReferenceBackend::new(&prepared).in_run_dir(&dir.root, &manifest.run_id, stop);
     let summary = execute(
         SweepTarget {
             dir: &dir,

@@ -86,11 +86,9 @@ impl EngineConfig {
             "server" => EngineConfig::Server(Box::new(parse(table)?)),
             "endpoint" => EngineConfig::Endpoint(Box::new(parse(table)?)),
             "fake" => EngineConfig::Fake(parse(table)?),
-            other => {
-                return Err(format!(
-                    "unknown engine kind `{other}` in [engine]: expected reference, server or endpoint"
-                ))
-            }
+            other => return Err(format!(
+                "unknown engine kind `{other}` in [engine]: expected reference, server or endpoint"
+            )),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -238,10 +236,7 @@ fn load_prompts(
     }
 }
 
-fn vocab_of(
-    prompts: &Option<Arc<TextPrompts>>,
-    vocab: Option<u32>,
-) -> Result<u32, EngineError> {
+fn vocab_of(prompts: &Option<Arc<TextPrompts>>, vocab: Option<u32>) -> Result<u32, EngineError> {
     match (vocab, prompts) {
         (Some(v), _) => Ok(v),
         (None, Some(p)) => Ok(p.vocab_size()),
@@ -253,7 +248,10 @@ fn vocab_of(
 
 impl EngineFactory {
     /// Validate and load what every cell shares (reference dimensions or the tokenizer).
-    pub fn prepare(config: &EngineConfig, architecture: &str) -> Result<EngineFactory, EngineError> {
+    pub fn prepare(
+        config: &EngineConfig,
+        architecture: &str,
+    ) -> Result<EngineFactory, EngineError> {
         let (reference, prompts, tokens) = match config {
             EngineConfig::Reference(t) => {
                 let spec = EngineSpec::resolve(Some(t), architecture)?;
@@ -297,7 +295,9 @@ impl EngineFactory {
         match &self.config {
             EngineConfig::Reference(_) => {
                 let doc: serde_json::Value = serde_json::from_str(cell.effective_config_json)
-                    .map_err(|e| EngineError::Fault(format!("effective config is not JSON: {e}")))?;
+                    .map_err(|e| {
+                        EngineError::Fault(format!("effective config is not JSON: {e}"))
+                    })?;
                 let knobs = EngineKnobs::from_effective_config(&doc)?;
                 let spec = self
                     .reference
@@ -325,8 +325,13 @@ impl EngineFactory {
                     prompt: t.prompt.unwrap_or(PromptMode::Text),
                     model: t.model.clone(),
                     api_key,
-                    request_timeout: config::seconds("request_timeout", t.request_timeout, 600.0, 7200.0)
-                        .map_err(EngineError::Config)?,
+                    request_timeout: config::seconds(
+                        "request_timeout",
+                        t.request_timeout,
+                        600.0,
+                        7200.0,
+                    )
+                    .map_err(EngineError::Config)?,
                     headers: correlation(cell),
                 };
                 let info = EngineInfo {
@@ -348,7 +353,11 @@ impl EngineFactory {
         }
     }
 
-    fn start_server(&self, t: &ServerTable, cell: &CellStart<'_>) -> Result<ServerEngine, EngineError> {
+    fn start_server(
+        &self,
+        t: &ServerTable,
+        cell: &CellStart<'_>,
+    ) -> Result<ServerEngine, EngineError> {
         let cfg_err = EngineError::Config;
         std::fs::create_dir_all(cell.stage_dir).map_err(|e| {
             EngineError::Fault(format!("cannot create `{}`: {e}", cell.stage_dir.display()))
@@ -371,9 +380,10 @@ impl EngineFactory {
             env.push((k.clone(), v.clone()));
         }
         let grace = config::seconds("stop_grace", t.stop_grace, 10.0, 600.0).map_err(cfg_err)?;
-        let ready = config::seconds("ready_timeout", t.ready_timeout, 600.0, 7200.0).map_err(cfg_err)?;
-        let request_timeout =
-            config::seconds("request_timeout", t.request_timeout, 600.0, 7200.0).map_err(cfg_err)?;
+        let ready =
+            config::seconds("ready_timeout", t.ready_timeout, 600.0, 7200.0).map_err(cfg_err)?;
+        let request_timeout = config::seconds("request_timeout", t.request_timeout, 600.0, 7200.0)
+            .map_err(cfg_err)?;
         let mut process = ServerProcess::launch(&argv, &stage, &env, grace)?;
         let base = format!("http://127.0.0.1:{port}");
         let api = t.api.unwrap_or(Api::Chat);
@@ -424,7 +434,10 @@ impl EngineFactory {
                 ready,
                 cell.cancel,
             )?;
-            details.insert("ready_after_s".into(), json!(started.elapsed().as_secs_f64()));
+            details.insert(
+                "ready_after_s".into(),
+                json!(started.elapsed().as_secs_f64()),
+            );
             h
         };
         let _ = std::fs::write(
@@ -439,9 +452,14 @@ impl EngineFactory {
             .unwrap_or_else(|| "unknown".into());
         let server_cfg = std::fs::read_to_string(stage.join(server::SERVER_EFFECTIVE_CONFIG)).ok();
         if let Some(cfg) = server_cfg {
-            let trace =
-                std::fs::read_to_string(stage.join(server::SERVER_DECISION_TRACE)).unwrap_or_default();
-            match drift::compute(cell.effective_config_json, cell.decision_trace_jsonl, &cfg, &trace) {
+            let trace = std::fs::read_to_string(stage.join(server::SERVER_DECISION_TRACE))
+                .unwrap_or_default();
+            match drift::compute(
+                cell.effective_config_json,
+                cell.decision_trace_jsonl,
+                &cfg,
+                &trace,
+            ) {
                 Ok(d) => {
                     details.insert("config_drift".into(), json!(d));
                 }
@@ -486,8 +504,10 @@ fn correlation(cell: &CellStart<'_>) -> Vec<(String, String)> {
 pub fn server_env(effective_config_json: &str) -> Result<Vec<(String, String)>, EngineError> {
     let doc: serde_json::Value = serde_json::from_str(effective_config_json)
         .map_err(|e| EngineError::Fault(format!("effective config is not JSON: {e}")))?;
+    // Ferrum's effective_config.json keeps the entries at the top level.
     Ok(doc
-        .pointer("/runtime_config/entries")
+        .get("entries")
+        .or_else(|| doc.pointer("/runtime_config/entries"))
         .and_then(|v| v.as_array())
         .into_iter()
         .flatten()
@@ -532,7 +552,10 @@ fn command_version(program: &str) -> Option<String> {
     }
     let out = child.wait_with_output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().next().map(|l| l.trim().to_string()).filter(|l| !l.is_empty())
+    text.lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
 }
 
 /// `/health` `version` of an endpoint, if it answers within 2 s.
@@ -541,11 +564,18 @@ fn probe_version(_engine: &HttpEngine, base: &str) -> Option<String> {
     let client = super::http::http_client(1).ok()?;
     let url = format!("{}/health", base.trim_end_matches('/'));
     let text = rt.block_on(async {
-        let resp = client.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
+        let resp = client
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
         resp.text().await.ok()
     })?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("version").and_then(|v| v.as_str()).map(str::to_string)
+    v.get("version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 /// A launched server and the client bound to it.
@@ -694,13 +724,21 @@ mod tests {
 
     #[test]
     fn kinds_parse_and_bad_tables_explain_the_fix() {
-        assert_eq!(EngineConfig::from_toml(&table("")).unwrap().kind(), "reference");
         assert_eq!(
-            EngineConfig::from_toml(&table("kind = \"fake\"")).unwrap().kind(),
+            EngineConfig::from_toml(&table("")).unwrap().kind(),
+            "reference"
+        );
+        assert_eq!(
+            EngineConfig::from_toml(&table("kind = \"fake\""))
+                .unwrap()
+                .kind(),
             "fake"
         );
         let server = "kind = \"server\"\ncommand = [\"x\", \"{port}\"]\nmodel = \"/m\"";
-        assert_eq!(EngineConfig::from_toml(&table(server)).unwrap().kind(), "server");
+        assert_eq!(
+            EngineConfig::from_toml(&table(server)).unwrap().kind(),
+            "server"
+        );
         let err = |t: &str| EngineConfig::from_toml(&table(t)).unwrap_err();
         assert!(err("kind = \"vllm\"").contains("unknown engine kind `vllm`"));
         assert!(err("kind = \"server\"\ncommand = [\"x\"]\nmodel = \"/m\"").contains("{port}"));
@@ -709,7 +747,10 @@ mod tests {
         assert!(err(&format!("{server}\nextra_env = {{ FERRUM_X = \"1\" }}")).contains("[env]"));
         assert!(err(&format!("{server}\nbogus = 1")).contains("unknown field"));
         assert!(err(&format!("{server}\nprompt = \"token_ids\"")).contains("completions"));
-        assert!(err("kind = \"endpoint\"\nbase_url = \"localhost:1\"\nmodel = \"m\"").contains("http://"));
+        assert!(
+            err("kind = \"endpoint\"\nbase_url = \"localhost:1\"\nmodel = \"m\"")
+                .contains("http://")
+        );
         let ep = EngineConfig::from_toml(&table(
             "kind = \"endpoint\"\nbase_url = \"http://127.0.0.1:1\"\nmodel = \"m\"",
         ))
@@ -740,12 +781,17 @@ mod tests {
             "kind = \"endpoint\"\nbase_url = \"http://127.0.0.1:1\"\nmodel = \"m\"",
         ))
         .unwrap();
-        let e = EngineFactory::prepare(&ep, "qwen3_moe").unwrap_err().to_string();
+        let e = EngineFactory::prepare(&ep, "qwen3_moe")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs a tokenizer"), "{e}");
         let ids = EngineConfig::from_toml(&table(
             "kind = \"endpoint\"\nbase_url = \"http://127.0.0.1:1\"\nmodel = \"m\"\napi = \"completions\"\nprompt = \"token_ids\"",
         ))
         .unwrap();
-        assert!(EngineFactory::prepare(&ids, "x").unwrap_err().to_string().contains("vocab_size"));
+        assert!(EngineFactory::prepare(&ids, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("vocab_size"));
     }
 }

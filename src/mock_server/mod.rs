@@ -165,7 +165,9 @@ struct Request {
     close: bool,
 }
 
-async fn read_request(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> io::Result<Option<Request>> {
+async fn read_request(
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> io::Result<Option<Request>> {
     let mut line = String::new();
     if r.read_line(&mut line).await? == 0 {
         return Ok(None);
@@ -183,7 +185,10 @@ async fn read_request(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> io::
         }
         head += h.len();
         if head > 64 * 1024 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "header too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "header too large",
+            ));
         }
         let h = h.trim_end();
         if h.is_empty() {
@@ -211,7 +216,11 @@ async fn read_request(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> io::
     }))
 }
 
-async fn respond(w: &mut tokio::net::tcp::OwnedWriteHalf, status: &str, body: &Value) -> io::Result<()> {
+async fn respond(
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    status: &str,
+    body: &Value,
+) -> io::Result<()> {
     let text = body.to_string();
     let head = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -240,13 +249,25 @@ async fn connection(sock: TcpStream, state: Arc<State>) -> io::Result<()> {
                 true
             }
             ("GET", "/v1/models") => {
-                respond(&mut w, "200 OK", &json!({"object": "list", "data": [{"id": "mock", "object": "model"}]})).await?;
+                respond(
+                    &mut w,
+                    "200 OK",
+                    &json!({"object": "list", "data": [{"id": "mock", "object": "model"}]}),
+                )
+                .await?;
                 true
             }
-            ("POST", "/v1/chat/completions") => generate(&mut w, &mut r, &state, &req, true).await?,
+            ("POST", "/v1/chat/completions") => {
+                generate(&mut w, &mut r, &state, &req, true).await?
+            }
             ("POST", "/v1/completions") => generate(&mut w, &mut r, &state, &req, false).await?,
             _ => {
-                respond(&mut w, "404 Not Found", &json!({"error": {"message": format!("no route {} {}", req.method, req.path)}})).await?;
+                respond(
+                    &mut w,
+                    "404 Not Found",
+                    &json!({"error": {"message": format!("no route {} {}", req.method, req.path)}}),
+                )
+                .await?;
                 true
             }
         };
@@ -298,27 +319,66 @@ async fn generate(
     let cfg = &state.cfg;
     let index = state.arrivals.fetch_add(1, Ordering::SeqCst);
     if cfg.exit_after_requests.is_some_and(|n| index + 1 >= n) {
-        eprintln!("mock-server: exiting after {} requests (--exit-after-requests)", index + 1);
+        eprintln!(
+            "mock-server: exiting after {} requests (--exit-after-requests)",
+            index + 1
+        );
         std::process::exit(3);
     }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
-        respond(w, "400 Bad Request", &json!({"error": {"message": "body is not JSON"}})).await?;
+        respond(
+            w,
+            "400 Bad Request",
+            &json!({"error": {"message": "body is not JSON"}}),
+        )
+        .await?;
         return Ok(true);
     };
-    let max_tokens = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(16).min(1_000_000) as usize;
+    let max_tokens = body
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(16)
+        .min(1_000_000) as usize;
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let usage_wanted = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    let usage_wanted = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock")
+        .to_string();
     let prompt = prompt_tokens(&body, chat);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let failure = (cfg.fail_rate > 0.0 && !cfg.fail_kinds.is_empty() && unit(&mut rng) < cfg.fail_rate)
-        .then(|| cfg.fail_kinds[(rng.next_u64() % cfg.fail_kinds.len() as u64) as usize]);
+    let failure =
+        (cfg.fail_rate > 0.0 && !cfg.fail_kinds.is_empty() && unit(&mut rng) < cfg.fail_rate)
+            .then(|| cfg.fail_kinds[(rng.next_u64() % cfg.fail_kinds.len() as u64) as usize]);
     if failure == Some(FailureKind::Http500) {
-        respond(w, "500 Internal Server Error", &json!({"error": {"message": "mock: injected HTTP 500", "type": "server_error"}})).await?;
+        respond(
+            w,
+            "500 Internal Server Error",
+            &json!({"error": {"message": "mock: injected HTTP 500", "type": "server_error"}}),
+        )
+        .await?;
         return Ok(true);
     }
     state.active.fetch_add(1, Ordering::Relaxed);
-    let result = stream_tokens(w, r, state, &mut rng, t0, max_tokens, stream, usage_wanted, &model, prompt, chat, failure).await;
+    let result = stream_tokens(
+        w,
+        r,
+        state,
+        &mut rng,
+        t0,
+        max_tokens,
+        stream,
+        usage_wanted,
+        &model,
+        prompt,
+        chat,
+        failure,
+    )
+    .await;
     state.active.fetch_sub(1, Ordering::Relaxed);
     result
 }
@@ -341,12 +401,19 @@ async fn stream_tokens(
     let cfg = &state.cfg;
     let per_chunk = cfg.tokens_per_chunk.max(1);
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": max_tokens, "total_tokens": prompt + max_tokens as u64});
-    let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+    let object = if chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
     let mut due = t0;
     let jitter_ns = cfg.jitter.as_nanos() as f64;
     if !stream {
         for k in 0..max_tokens {
-            let d = t0 + cfg.ttft + cfg.itl * k as u32 + Duration::from_nanos((unit(rng) * jitter_ns) as u64);
+            let d = t0
+                + cfg.ttft
+                + cfg.itl * k as u32
+                + Duration::from_nanos((unit(rng) * jitter_ns) as u64);
             due = due.max(d);
         }
         tokio::time::sleep_until(due).await;
@@ -369,7 +436,10 @@ async fn stream_tokens(
     while sent < max_tokens {
         let n = per_chunk.min(max_tokens - sent);
         for k in sent..sent + n {
-            let d = t0 + cfg.ttft + cfg.itl * k as u32 + Duration::from_nanos((unit(rng) * jitter_ns) as u64);
+            let d = t0
+                + cfg.ttft
+                + cfg.itl * k as u32
+                + Duration::from_nanos((unit(rng) * jitter_ns) as u64);
             due = due.max(d);
         }
         if failure.is_some() && sent >= half {
@@ -394,7 +464,12 @@ async fn stream_tokens(
         } else {
             json!({"index": 0, "text": text, "finish_reason": null})
         };
-        write_chunk(w, &json!({"id": "mock", "object": object, "model": model, "choices": [choice]}).to_string()).await?;
+        write_chunk(
+            w,
+            &json!({"id": "mock", "object": object, "model": model, "choices": [choice]})
+                .to_string(),
+        )
+        .await?;
         sent += n;
     }
     let last = if chat {
@@ -402,9 +477,18 @@ async fn stream_tokens(
     } else {
         json!({"index": 0, "text": "", "finish_reason": "length"})
     };
-    write_chunk(w, &json!({"id": "mock", "object": object, "model": model, "choices": [last]}).to_string()).await?;
+    write_chunk(
+        w,
+        &json!({"id": "mock", "object": object, "model": model, "choices": [last]}).to_string(),
+    )
+    .await?;
     if usage_wanted {
-        write_chunk(w, &json!({"id": "mock", "object": object, "model": model, "choices": [], "usage": usage}).to_string()).await?;
+        write_chunk(
+            w,
+            &json!({"id": "mock", "object": object, "model": model, "choices": [], "usage": usage})
+                .to_string(),
+        )
+        .await?;
     }
     write_chunk(w, "[DONE]").await?;
     w.write_all(b"0\r\n\r\n").await?;

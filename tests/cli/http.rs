@@ -112,7 +112,12 @@ fn ttft_and_itl_percentiles_match_the_mock_and_text_prompts_count_exactly() {
         .arg(dir.path().join("r"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = run_dir(&dir.path().join("r"));
     let (name, status, _) = cells(&run).remove(0);
     assert_eq!(status, "completed");
@@ -131,7 +136,10 @@ fn ttft_and_itl_percentiles_match_the_mock_and_text_prompts_count_exactly() {
     assert_eq!(f(&rep["counters"]["output_count_from_usage"]), 24.0);
     assert_eq!(f(&rep["counters"]["server_prompt_tokens_mean"]), 16.0);
     assert_eq!(stats["engine"]["kind"], "endpoint");
-    assert!(stats["engine"]["version"].as_str().unwrap().starts_with("ferrum-bench-mock"));
+    assert!(stats["engine"]["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("ferrum-bench-mock"));
 
     // Chat with text prompts built by a tokenizer: the mock counts words, so the server's
     // count equals the client's exact count.
@@ -140,8 +148,19 @@ fn ttft_and_itl_percentiles_match_the_mock_and_text_prompts_count_exactly() {
     std::fs::write(&tok, format!(r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":{{"type":"Whitespace"}},"post_processor":null,"decoder":null,"model":{{"type":"WordLevel","vocab":{{{}}},"unk_token":"w0"}}}}"#, vocab.join(","))).unwrap();
     let chat = format!("[engine]\nkind = \"endpoint\"\nbase_url = \"http://127.0.0.1:{}\"\nmodel = \"mock\"\ntokenizer = \"{}\"\n[run]\nworkload = \"random-20/4\"\nrequests = 6\nwarmup_requests = 0\nrepeats = 1\nseed = 3\nconcurrency = 3\n", m.port, tok.display());
     let preset = write_preset(dir.path(), &chat);
-    let out = bin().arg("run").arg(&preset).args(["--quiet", "--out"]).arg(dir.path().join("c")).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("run")
+        .arg(&preset)
+        .args(["--quiet", "--out"])
+        .arg(dir.path().join("c"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = run_dir(&dir.path().join("c"));
     let (name, _, _) = cells(&run).remove(0);
     let stats = json(&run.join("cells").join(&name).join("stats.json"));
@@ -158,21 +177,49 @@ fn every_injected_failure_kind_is_a_failed_request_with_its_reason_outside_laten
         ("malformed", "malformed stream"),
         ("stall", "timeout"),
     ] {
-        let m = mock(&["--ttft-ms", "2", "--itl-ms", "1", "--fail-rate", "0.5", "--fail-kinds", kind, "--seed", "5"]);
+        let m = mock(&[
+            "--ttft-ms",
+            "2",
+            "--itl-ms",
+            "1",
+            "--fail-rate",
+            "0.5",
+            "--fail-kinds",
+            kind,
+            "--seed",
+            "5",
+        ]);
         let dir = tempfile::tempdir().unwrap();
         let preset = write_preset(
             dir.path(),
             &format!("{}\n[run]\nworkload = \"random-8/8\"\nrequests = 16\nwarmup_requests = 0\nrepeats = 1\nseed = 3\nconcurrency = 4\n", endpoint(m.port, "request_timeout = 1.0\n")),
         );
-        let out = bin().arg("run").arg(&preset).args(["--quiet", "--out"]).arg(dir.path().join("r")).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = bin()
+            .arg("run")
+            .arg(&preset)
+            .args(["--quiet", "--out"])
+            .arg(dir.path().join("r"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let run = run_dir(&dir.path().join("r"));
         let (name, _, _) = cells(&run).remove(0);
         let cell = run.join("cells").join(&name);
         let recs = requests(&cell);
-        let failed: Vec<&serde_json::Value> = recs.iter().filter(|r| r["status"] == "failed").collect();
+        let failed: Vec<&serde_json::Value> =
+            recs.iter().filter(|r| r["status"] == "failed").collect();
         let ok = recs.len() - failed.len();
-        assert!(!failed.is_empty() && ok > 0, "{kind}: {} failed of {}", failed.len(), recs.len());
+        assert!(
+            !failed.is_empty() && ok > 0,
+            "{kind}: {} failed of {}",
+            failed.len(),
+            recs.len()
+        );
         for r in &failed {
             let why = r["reason"].as_str().unwrap();
             assert!(why.contains(reason), "{kind}: {why}");
@@ -180,13 +227,25 @@ fn every_injected_failure_kind_is_a_failed_request_with_its_reason_outside_laten
         let stats = json(&cell.join("stats.json"));
         let rep = &stats["repeats"][0];
         assert_eq!(rep["failed"].as_u64().unwrap() as usize, failed.len());
-        assert_eq!(rep["ttft_ms"]["count"].as_u64().unwrap() as usize, ok, "{kind}");
-        assert_eq!(rep["e2e_ms"]["count"].as_u64().unwrap() as usize, ok, "{kind}");
+        assert_eq!(
+            rep["ttft_ms"]["count"].as_u64().unwrap() as usize,
+            ok,
+            "{kind}"
+        );
+        assert_eq!(
+            rep["e2e_ms"]["count"].as_u64().unwrap() as usize,
+            ok,
+            "{kind}"
+        );
     }
 }
 
 fn server_engine(extra_args: &str, extra: &str) -> String {
-    let itl = if extra_args.contains("--itl-ms") { "" } else { ", \"--itl-ms\", \"1\"" };
+    let itl = if extra_args.contains("--itl-ms") {
+        ""
+    } else {
+        ", \"--itl-ms\", \"1\""
+    };
     format!(
         "[engine]\nkind = \"server\"\ncommand = [\"{}\", \"mock-server\", \"--port\", \"{{port}}\", \"--ttft-ms\", \"2\"{itl}{extra_args}]\nmodel = \"/models/mock\"\napi = \"completions\"\nprompt = \"token_ids\"\nvocab_size = 1000\nready_timeout = 30\nstop_grace = 2\n{extra}",
         exe().display()
@@ -197,7 +256,11 @@ fn server_engine(extra_args: &str, extra: &str) -> String {
 fn a_launched_server_gets_the_cells_knobs_and_nothing_outside_the_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = dir.path().join("theirs.json");
-    std::fs::write(&theirs, r#"{"entries":[{"key":"FERRUM_KV_CAPACITY","effective_value":"999","source":"env"}]}"#).unwrap();
+    std::fs::write(
+        &theirs,
+        r#"{"entries":[{"key":"FERRUM_KV_CAPACITY","effective_value":"999","source":"env"}]}"#,
+    )
+    .unwrap();
     let preset = write_preset(
         dir.path(),
         &format!(
@@ -216,21 +279,38 @@ fn a_launched_server_gets_the_cells_knobs_and_nothing_outside_the_allow_list() {
         .env("LEAKY_SECRET", "must-not-pass")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = run_dir(&dir.path().join("r"));
     for (name, status, _) in cells(&run) {
         assert_eq!(status, "completed");
         let cell = run.join("cells").join(&name);
         let env = json(&cell.join("env.json"));
         let env = env.as_object().unwrap();
-        let want = if name.contains("THRESHOLD=2") { "2" } else { "8" };
+        let want = if name.contains("THRESHOLD=2") {
+            "2"
+        } else {
+            "8"
+        };
         assert_eq!(env["FERRUM_MOE_BATCH_THRESHOLD"], want, "{name}");
         assert_eq!(env["FERRUM_KV_CAPACITY"], "64");
         assert_eq!(env["MY_EXTRA"], "yes");
         assert!(env["TMPDIR"].as_str().unwrap().ends_with("/tmp"));
         for key in env.keys() {
             let allowed = key.starts_with("FERRUM_")
-                || ["PATH", "HOME", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "TMPDIR", "MY_EXTRA"].contains(&key.as_str());
+                || [
+                    "PATH",
+                    "HOME",
+                    "CUDA_VISIBLE_DEVICES",
+                    "LD_LIBRARY_PATH",
+                    "TMPDIR",
+                    "MY_EXTRA",
+                ]
+                .contains(&key.as_str());
             assert!(allowed, "{key} leaked into the server environment");
         }
         assert!(cell.join("server.log").is_file());
@@ -239,8 +319,16 @@ fn a_launched_server_gets_the_cells_knobs_and_nothing_outside_the_allow_list() {
         assert!(!run.join("cells").join(format!(".{name}.server")).exists());
         let stats = json(&cell.join("stats.json"));
         let drift = &stats["engine"]["details"]["config_drift"];
-        let keys: Vec<&str> = drift["entries"].as_array().unwrap().iter().map(|d| d["key"].as_str().unwrap()).collect();
-        assert!(keys.contains(&"FERRUM_KV_CAPACITY") && keys.contains(&"FERRUM_MOE_BATCH_THRESHOLD"), "{drift}");
+        let keys: Vec<&str> = drift["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["key"].as_str().unwrap())
+            .collect();
+        assert!(
+            keys.contains(&"FERRUM_KV_CAPACITY") && keys.contains(&"FERRUM_MOE_BATCH_THRESHOLD"),
+            "{drift}"
+        );
         assert_eq!(stats["engine"]["kind"], "server");
     }
     let err = String::from_utf8_lossy(&out.stderr);
@@ -264,13 +352,22 @@ fn a_server_that_exits_mid_cell_fails_that_cell_and_the_sweep_goes_on() {
         .arg(dir.path().join("r"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = run_dir(&dir.path().join("r"));
     let cells = cells(&run);
     let died = cells.iter().find(|c| c.0.contains("=3")).unwrap();
     assert_eq!(died.1, "failed");
     assert!(died.2.contains("server exited"), "{}", died.2);
-    assert!(died.2.contains("exiting after 3 requests"), "last log lines in the reason: {}", died.2);
+    assert!(
+        died.2.contains("exiting after 3 requests"),
+        "last log lines in the reason: {}",
+        died.2
+    );
     assert!(run.join("cells").join(&died.0).join("server.log").is_file());
     let fine = cells.iter().find(|c| c.0.contains("=1000000")).unwrap();
     assert_eq!(fine.1, "completed");
@@ -279,8 +376,12 @@ fn a_server_that_exits_mid_cell_fails_that_cell_and_the_sweep_goes_on() {
 fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
         // Fields after the `(comm)`: state, ppid.
         let after = &stat[stat.rfind(')').unwrap() + 2..];
         let ppid: u32 = after.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -354,7 +455,10 @@ fn ctrl_c_stops_a_cell_within_a_second_and_no_server_survives() {
     // 1 s is the requirement; the bound leaves room for a loaded CI VM and is printed.
     eprintln!("Ctrl-C to harness exit: {took:?}");
     assert!(took < Duration::from_millis(2500), "{took:?}");
-    assert!(wait_gone(server, Duration::from_millis(100)), "server {server} survived");
+    assert!(
+        wait_gone(server, Duration::from_millis(100)),
+        "server {server} survived"
+    );
 }
 
 #[test]
@@ -364,7 +468,10 @@ fn no_server_survives_a_killed_harness() {
     // SIGKILL: no handler, no drop; only PR_SET_PDEATHSIG can stop the server now.
     harness.kill().unwrap();
     harness.wait().unwrap();
-    assert!(wait_gone(server, Duration::from_secs(2)), "server {server} survived SIGKILL of the harness");
+    assert!(
+        wait_gone(server, Duration::from_secs(2)),
+        "server {server} survived SIGKILL of the harness"
+    );
 }
 
 #[test]
@@ -374,10 +481,18 @@ fn an_endpoint_refuses_knob_sweeps_with_the_reason() {
         dir.path(),
         &format!("{}\n[sweep]\nconcurrency = [1, 2]\n[sweep.knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [2, 4]\n", endpoint(1, "")),
     );
-    let out = bin().arg("sweep").arg(&preset).args(["--dry-run"]).output().unwrap();
+    let out = bin()
+        .arg("sweep")
+        .arg(&preset)
+        .args(["--dry-run"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("already running") && err.contains("FERRUM_MOE_BATCH_THRESHOLD"), "{err}");
+    assert!(
+        err.contains("already running") && err.contains("FERRUM_MOE_BATCH_THRESHOLD"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -387,8 +502,19 @@ fn the_hidden_fake_engine_runs_deterministically_from_the_binary() {
         dir.path(),
         "[engine]\nkind = \"fake\"\ntick_ms = 2\n[run]\nworkload = \"random-8/5\"\nrequests = 8\nwarmup_requests = 1\nrepeats = 1\nseed = 3\nconcurrency = 2\n",
     );
-    let out = bin().arg("run").arg(&preset).args(["--quiet", "--out"]).arg(dir.path().join("r")).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("run")
+        .arg(&preset)
+        .args(["--quiet", "--out"])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = run_dir(&dir.path().join("r"));
     let (name, _, _) = cells(&run).remove(0);
     let stats = json(&run.join("cells").join(&name).join("stats.json"));
@@ -399,13 +525,29 @@ fn the_hidden_fake_engine_runs_deterministically_from_the_binary() {
 #[test]
 fn the_real_engine_presets_load_and_name_a_missing_model_precisely() {
     for preset in ["presets/m3-ferrum.toml", "presets/m3-vllm.toml"] {
-        let out = bin().arg("resolve").arg(super::repo(preset)).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{preset}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = bin()
+            .arg("resolve")
+            .arg(super::repo(preset))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{preset}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Running needs the model's tokenizer; on a machine without the model the error says
         // which file is missing and how to fix it.
-        let out = bin().args(["sweep", "--dry-run"]).arg(super::repo(preset)).output().unwrap();
+        let out = bin()
+            .args(["sweep", "--dry-run"])
+            .arg(super::repo(preset))
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{preset}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("/workspace/models/Qwen3-30B-A3B-GPTQ-Int4/tokenizer.json"), "{err}");
+        assert!(
+            err.contains("/workspace/models/Qwen3-30B-A3B-GPTQ-Int4/tokenizer.json"),
+            "{err}"
+        );
     }
 }

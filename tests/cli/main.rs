@@ -4,6 +4,7 @@
 mod http;
 mod knobs;
 mod merge;
+mod real_ferrum;
 mod resolve;
 mod sweep;
 

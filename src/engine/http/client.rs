@@ -182,7 +182,10 @@ fn on_data(data: &str, api: Api, s: &mut Stream) -> Result<bool, (FailKind, Stri
     let v: Value = serde_json::from_str(data).map_err(|e| {
         (
             FailKind::MalformedStream,
-            format!("malformed stream: chunk is not JSON ({e}): {}", excerpt(data)),
+            format!(
+                "malformed stream: chunk is not JSON ({e}): {}",
+                excerpt(data)
+            ),
         )
     })?;
     if let Some(err) = v.get("error") {
@@ -191,7 +194,10 @@ fn on_data(data: &str, api: Api, s: &mut Stream) -> Result<bool, (FailKind, Stri
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| err.to_string());
-        return Err((FailKind::StreamError, format!("error in stream: {}", excerpt(&msg))));
+        return Err((
+            FailKind::StreamError,
+            format!("error in stream: {}", excerpt(&msg)),
+        ));
     }
     if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
         s.usage_completion = u.get("completion_tokens").and_then(Value::as_u64);
@@ -267,7 +273,11 @@ pub async fn stream_one(
     });
     let (status, failure, token_ns) = match result {
         Ok(()) => (RequestStatus::Ok, None, token_times(&s.events, count)),
-        Err((kind, reason)) => (RequestStatus::Failed { reason }, Some(kind), s.events.clone()),
+        Err((kind, reason)) => (
+            RequestStatus::Failed { reason },
+            Some(kind),
+            s.events.clone(),
+        ),
     };
     let _ = progress.send(EngineEvent::RequestDone {
         id: req.id,
@@ -442,7 +452,10 @@ pub async fn drive(
                 let arrival = due.as_nanos() as u64;
                 let (client, target, progress) = (client.clone(), target.clone(), progress.clone());
                 set.spawn(async move {
-                    (i, stream_one(&client, &target, &req, start, arrival, &progress).await)
+                    (
+                        i,
+                        stream_one(&client, &target, &req, start, arrival, &progress).await,
+                    )
                 });
                 while let Some(joined) = set.try_join_next() {
                     keep(joined);
@@ -506,18 +519,45 @@ mod tests {
             coalesced: false,
         };
         let chat = |d: &str, s: &mut Stream| on_data(d, Api::Chat, s);
-        assert_eq!(chat(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#, &mut s), Ok(false));
-        assert_eq!(chat(r#"{"choices":[{"delta":{"content":""}}]}"#, &mut s), Ok(false));
-        assert_eq!(chat(r#"{"choices":[{"delta":{"content":"a"}}]}"#, &mut s), Ok(true));
-        assert_eq!(chat(r#"{"choices":[{"delta":{"reasoning_content":"r"}}]}"#, &mut s), Ok(true));
         assert_eq!(
-            chat(r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4}}"#, &mut s),
+            chat(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#, &mut s),
+            Ok(false)
+        );
+        assert_eq!(
+            chat(r#"{"choices":[{"delta":{"content":""}}]}"#, &mut s),
+            Ok(false)
+        );
+        assert_eq!(
+            chat(r#"{"choices":[{"delta":{"content":"a"}}]}"#, &mut s),
+            Ok(true)
+        );
+        assert_eq!(
+            chat(
+                r#"{"choices":[{"delta":{"reasoning_content":"r"}}]}"#,
+                &mut s
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            chat(
+                r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4}}"#,
+                &mut s
+            ),
             Ok(false)
         );
         assert_eq!((s.usage_prompt, s.usage_completion), (Some(9), Some(4)));
-        assert_eq!(on_data(r#"{"choices":[{"text":"x"}]}"#, Api::Completions, &mut s), Ok(true));
-        assert_eq!(chat("{oops", &mut s).unwrap_err().0, FailKind::MalformedStream);
+        assert_eq!(
+            on_data(r#"{"choices":[{"text":"x"}]}"#, Api::Completions, &mut s),
+            Ok(true)
+        );
+        assert_eq!(
+            chat("{oops", &mut s).unwrap_err().0,
+            FailKind::MalformedStream
+        );
         let err = chat(r#"{"error":{"message":"overloaded"}}"#, &mut s).unwrap_err();
-        assert_eq!(err, (FailKind::StreamError, "error in stream: overloaded".into()));
+        assert_eq!(
+            err,
+            (FailKind::StreamError, "error in stream: overloaded".into())
+        );
     }
 }

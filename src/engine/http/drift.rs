@@ -146,7 +146,11 @@ mod tests {
         let keys: Vec<&str> = d.entries.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["FERRUM_KV_CAPACITY", "FERRUM_MOE_BATCH_THRESHOLD", "FERRUM_PAGED_MAX_SEQS"]
+            [
+                "FERRUM_KV_CAPACITY",
+                "FERRUM_MOE_BATCH_THRESHOLD",
+                "FERRUM_PAGED_MAX_SEQS"
+            ]
         );
         assert_eq!(d.entries[1].harness.as_deref(), Some("4"));
         assert_eq!(d.entries[1].server.as_deref(), Some("8"));

@@ -220,7 +220,13 @@ impl Engine for HttpEngine {
             .map(|o| o.trace.finished_ns)
             .max()
             .unwrap_or(0)
-            .saturating_sub(outcomes.iter().map(|o| o.trace.arrival_ns).min().unwrap_or(0));
+            .saturating_sub(
+                outcomes
+                    .iter()
+                    .map(|o| o.trace.arrival_ns)
+                    .min()
+                    .unwrap_or(0),
+            );
         Ok(RunOutput {
             counters: counters(&outcomes),
             requests: outcomes.into_iter().map(|o| o.trace).collect(),

@@ -171,7 +171,9 @@ pub(crate) mod tests {
         let p = TextPrompts::load(&path).unwrap();
         for len in [1usize, 7, 64, 256] {
             // ids 0, 1, 2 are `!`, `"`, `#`; 64 = `a`, 65 = `b`, 66 = `c`, 94 = `Ġ`: merges apply.
-            let ids: Vec<u32> = (0..len as u32).map(|i| [64, 65, 66, 94, 3, 64][i as usize % 6]).collect();
+            let ids: Vec<u32> = (0..len as u32)
+                .map(|i| [64, 65, 66, 94, 3, 64][i as usize % 6])
+                .collect();
             let (text, n) = p.build(&ids).unwrap();
             assert_eq!(n, len, "{text:?}");
             assert_eq!(p.count(&text).unwrap(), len);

@@ -66,11 +66,19 @@ impl Placeholders {
             .replace("{port}", &self.port.to_string())
             .replace(
                 "{effective_config}",
-                &self.cell_dir.join(SERVER_EFFECTIVE_CONFIG).display().to_string(),
+                &self
+                    .cell_dir
+                    .join(SERVER_EFFECTIVE_CONFIG)
+                    .display()
+                    .to_string(),
             )
             .replace(
                 "{decision_trace}",
-                &self.cell_dir.join(SERVER_DECISION_TRACE).display().to_string(),
+                &self
+                    .cell_dir
+                    .join(SERVER_DECISION_TRACE)
+                    .display()
+                    .to_string(),
             )
             .replace("{cell_dir}", &self.cell_dir.display().to_string())
     }
@@ -216,7 +224,11 @@ impl ServerProcess {
                         }
                     };
                     if ready {
-                        return Ok(if json.is_null() { Value::String(body) } else { json });
+                        return Ok(if json.is_null() {
+                            Value::String(body)
+                        } else {
+                            json
+                        });
                     }
                     last = format!("last /health: HTTP {status} {}", super::sse::excerpt(&body));
                 }
@@ -299,8 +311,14 @@ mod tests {
         };
         assert_eq!(p.apply("--port={port}"), "--port=1234");
         assert_eq!(p.apply("{model}"), "/m/tiny");
-        assert_eq!(p.apply("{effective_config}"), "/r/c/server_effective_config.json");
-        assert_eq!(p.apply("{decision_trace}"), "/r/c/server_decision_trace.jsonl");
+        assert_eq!(
+            p.apply("{effective_config}"),
+            "/r/c/server_effective_config.json"
+        );
+        assert_eq!(
+            p.apply("{decision_trace}"),
+            "/r/c/server_decision_trace.jsonl"
+        );
         assert_eq!(p.apply("{cell_dir}/x"), "/r/c/x");
     }
 
@@ -326,7 +344,11 @@ mod tests {
         assert!(p.exited().is_none());
         p.stop();
         // SAFETY: probing a pid with signal 0.
-        assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "process {pid} still alive");
+        assert_ne!(
+            unsafe { libc::kill(pid, 0) },
+            0,
+            "process {pid} still alive"
+        );
         assert!(log_tail(&dir.path().join(LOG_FILE), 1).contains("started"));
     }
 }

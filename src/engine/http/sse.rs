@@ -89,7 +89,10 @@ impl SseParser {
                 None => self.data = Some(value.to_string()),
             },
             "event" | "id" | "retry" => {}
-            _ => out.push(SseItem::Malformed(format!("not an SSE line: {}", excerpt(text)))),
+            _ => out.push(SseItem::Malformed(format!(
+                "not an SSE line: {}",
+                excerpt(text)
+            ))),
         }
     }
 
@@ -141,7 +144,11 @@ mod tests {
         );
         // Every possible split point gives the same items, and so does one byte per read.
         for cut in 0..stream.len() {
-            assert_eq!(parse_pieces(&[&stream[..cut], &stream[cut..]]), whole, "cut {cut}");
+            assert_eq!(
+                parse_pieces(&[&stream[..cut], &stream[cut..]]),
+                whole,
+                "cut {cut}"
+            );
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(parse_pieces(&bytes), whole);
@@ -177,6 +184,9 @@ mod tests {
     #[test]
     fn error_payloads_pass_through_as_data() {
         let out = parse_pieces(&[b"data: {\"error\":{\"message\":\"boom\"}}\n\n"]);
-        assert_eq!(out, vec![SseItem::Data("{\"error\":{\"message\":\"boom\"}}".into())]);
+        assert_eq!(
+            out,
+            vec![SseItem::Data("{\"error\":{\"message\":\"boom\"}}".into())]
+        );
     }
 }
