@@ -119,6 +119,11 @@ profile = "cpu"
 FERRUM_PAGED_MAX_SEQS = 8
 # ferrum serve 0.7.7 sets this itself on CPU (source `default`); stating it keeps both sides equal.
 FERRUM_MOE_GRAPH = 0
+# ferrum serve 0.7.7's CPU start-up path writes FERRUM_MAX_BATCHED_TOKENS = 2048
+# (`memory_profile`) before its resolver runs; ferrum-bench models the resolver, which derives
+# 512 here. Without this line config_drift reports exactly that entry and the
+# max_batched_tokens decision (found by this test); pinning it checks everything else.
+FERRUM_MAX_BATCHED_TOKENS = 2048
 
 [engine]
 kind = "server"
