@@ -86,9 +86,11 @@ impl EngineConfig {
             "server" => EngineConfig::Server(Box::new(parse(table)?)),
             "endpoint" => EngineConfig::Endpoint(Box::new(parse(table)?)),
             "fake" => EngineConfig::Fake(parse(table)?),
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown engine kind `{other}` in [engine]: expected reference, server or endpoint"
-            )),
+            ))
+            }
         };
         cfg.validate()?;
         Ok(cfg)

@@ -209,7 +209,6 @@ fn on_data(data: &str, api: Api, s: &mut Stream) -> Result<bool, (FailKind, Stri
     let event = match api {
         Api::Chat => {
             let d = choice.get("delta");
-            let d = d.as_ref();
             has_text(d.and_then(|d| d.get("content")))
                 || has_text(d.and_then(|d| d.get("reasoning")))
                 || has_text(d.and_then(|d| d.get("reasoning_content")))
