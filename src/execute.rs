@@ -41,6 +41,9 @@ pub trait CellBackend {
         cell: &Cell,
         resolved: &ResolvedCell,
     ) -> Result<Box<dyn Engine>, EngineError>;
+    /// Called after a run cell's directory was written (completed or failed): a launched
+    /// server's files (`server.log`, its own effective config) join the cell. Default: nothing.
+    fn finish_cell(&mut self, _cell: &Cell, _cell_dir: &std::path::Path) {}
 }
 
 /// How the loop may stop early.
@@ -213,6 +216,7 @@ pub fn execute(
                         result: Some((&stats, &m)),
                     },
                 )?;
+                backend.finish_cell(cell, &dir.cell_dir(&cell.name));
                 let first_engine = manifest.engine.is_none().then(|| m.engine.clone());
                 if first_engine.is_some() {
                     manifest.engine.clone_from(&first_engine);
@@ -225,7 +229,7 @@ pub fn execute(
                 progress.cell_finished(
                     &cell.name,
                     CellStatus::Completed,
-                    &format!("{tps:.1} output tok/s"),
+                    &format!("{tps:.1} output tok/s{}", drift_note(&m.engine)),
                 );
                 manifest.set_status(key, CellStatus::Completed, None);
                 dir.record_status(&StatusLine {
@@ -245,6 +249,7 @@ pub fn execute(
                         result: None,
                     },
                 )?;
+                backend.finish_cell(cell, &dir.cell_dir(&cell.name));
                 progress.cell_finished(&cell.name, CellStatus::Failed, &reason);
                 record(dir, manifest, key, CellStatus::Failed, Some(reason))?;
                 summary.failed += 1;
@@ -286,6 +291,20 @@ fn record(
         reason,
         engine: None,
     })
+}
+
+/// `; config drift: …` when a launched server resolved the cell differently from ferrum-bench.
+fn drift_note(engine: &crate::engine::EngineInfo) -> String {
+    let Some(drift) = engine.details.get("config_drift") else {
+        return String::new();
+    };
+    let count = |k: &str| drift.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
+    let (entries, decisions) = (count("entries"), count("decisions"));
+    if entries + decisions == 0 {
+        "; server config identical to ours".into()
+    } else {
+        format!("; config drift: {entries} entries, {decisions} decisions differ (stats.json engine.details.config_drift)")
+    }
 }
 
 /// Rewrite the manifest and the summaries from what is on disk (O(cells): once per run).

@@ -9,7 +9,9 @@
 //! - [`cli`]: the command line (the only module that knows clap);
 //! - [`config`]: knob registry, runtime snapshot, capabilities, resolver, effective config;
 //! - [`preset`]: TOML presets;
-//! - [`engine`]: the `Engine` trait and the in-process reference engine;
+//! - [`engine`]: the `Engine` trait, the engine factory, the in-process reference engine and the
+//!   HTTP engines (a server launched per cell, an already-running endpoint);
+//! - [`mock_server`]: the OpenAI-compatible streaming mock behind `ferrum-bench mock-server`;
 //! - [`error`]: the top-level error and exit codes;
 //! - [`metric`]: the one list of metrics (name, unit, direction, accessor);
 //! - [`compare`], [`diff`], [`export`]: regression verdicts, config diffs, exporters.
@@ -24,6 +26,7 @@ pub mod execute;
 pub mod export;
 pub mod measure;
 pub mod metric;
+pub mod mock_server;
 pub mod orchestrate;
 pub mod preset;
 pub mod report;

@@ -1,8 +1,9 @@
 //! From a preset and the user's choices to a finished results directory: load and validate
 //! everything up front (preset, `[run]`, the sweep, `--set` values, the engine dimensions), plan
-//! the cells, then run them through [`execute`] with the reference engine behind a
-//! [`CellBackend`] that resolves each cell exactly as Ferrum would and starts a fresh engine for
-//! it (Ferrum reads its knobs at start-up, so every cell gets a new engine).
+//! the cells, then run them through [`execute`] behind a [`CellBackend`] that resolves each cell
+//! exactly as Ferrum would and starts a fresh engine of the preset's `[engine] kind` for it
+//! through the [`EngineFactory`] (Ferrum reads its knobs at start-up, so every cell gets a new
+//! engine).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,8 @@ use std::time::Duration;
 
 use crate::config::knobs::{KnobError, Registry};
 use crate::config::{check_knob_names, resolve_with_environment, Overrides};
-use crate::engine::reference::knobs::EngineKnobs;
+use crate::engine::factory::{finish_stage, CellStart, EngineFactory};
 use crate::engine::reference::spec::EngineSpec;
-use crate::engine::reference::start_reference;
 use crate::engine::{Cancel, Engine, EngineError};
 use crate::error::Error;
 use crate::execute::{
@@ -87,8 +87,8 @@ pub struct Prepared {
     pub plan: Plan,
     /// `--sweep FILE` as given.
     pub sweep_file: Option<String>,
-    /// Instantiated engine dimensions.
-    pub spec: EngineSpec,
+    /// Starts the preset's engine kind for each cell.
+    pub engines: EngineFactory,
     /// Token ids prompts may use.
     pub tokens: TokenSpace,
     /// Hash of every prompt and output length of every repeat.
@@ -207,8 +207,24 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
     )
     .map_err(|err| at_sweep(&sweep_source, err))?;
     warnings.extend(plan.duplicates.iter().cloned());
-    let spec = EngineSpec::resolve(preset.engine.as_ref(), &preset.model.architecture)?;
-    let tokens = token_space(&spec);
+    let engine_config = preset.engine.clone().unwrap_or_default();
+    if !engine_config.takes_knobs() {
+        let swept: Vec<&str> = plan
+            .cells
+            .iter()
+            .flat_map(|c| c.knobs.keys())
+            .chain(set.iter().map(|(k, _)| k))
+            .map(String::as_str)
+            .collect();
+        if let Some(first) = swept.first() {
+            return Err(Error::Usage(format!(
+                "{}: [engine] kind = \"endpoint\" measures a server that is already running and cannot change FERRUM_* knobs at start-up, but `{first}` is swept or set: remove the knobs from [sweep] and --set (concurrency and request_rate still sweep), or use kind = \"server\" to launch one per cell",
+                preset.path.display()
+            )));
+        }
+    }
+    let engines = EngineFactory::prepare(&engine_config, &preset.model.architecture)?;
+    let tokens = engines.tokens().clone();
     let workload_hash = cell_workload_hash(&run.workload, &tokens, run.seed, run.repeats)?;
     let environment: Vec<(String, String)> = match &choices.fixed_environment {
         Some(env) => env.clone(),
@@ -241,7 +257,7 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
         run,
         plan,
         sweep_file,
-        spec,
+        engines,
         tokens,
         workload_hash,
         base,
@@ -336,16 +352,38 @@ pub fn token_space(spec: &EngineSpec) -> TokenSpace {
     TokenSpace::with_special_prefix(spec.vocab_size as u32, REFERENCE_SPECIAL_IDS)
 }
 
-/// Resolves cells with the preset and starts reference engines for them.
+/// Resolves cells with the preset and starts engines of the preset's kind for them.
 #[derive(Debug)]
 pub struct ReferenceBackend<'a> {
     prepared: &'a Prepared,
+    run_dir: Option<(PathBuf, String)>,
+    stop: Cancel,
 }
 
 impl<'a> ReferenceBackend<'a> {
     /// A backend for a prepared run.
     pub fn new(prepared: &'a Prepared) -> Self {
-        Self { prepared }
+        Self {
+            prepared,
+            run_dir: None,
+            stop: Cancel::new(),
+        }
+    }
+
+    /// Where server files of a cell are staged (`<run>/cells/.<cell>.server`) and the run id
+    /// sent in correlation headers; `stop` aborts a server that is still loading.
+    pub fn in_run_dir(mut self, root: &Path, run_id: &str, stop: &Cancel) -> Self {
+        self.run_dir = Some((root.to_path_buf(), run_id.to_string()));
+        self.stop = stop.clone();
+        self
+    }
+
+    fn stage_dir(&self, cell: &Cell) -> PathBuf {
+        let root = self
+            .run_dir
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |(root, _)| root.join("cells"));
+        root.join(format!(".{}.server", cell.name))
     }
 }
 
@@ -379,13 +417,30 @@ impl CellBackend for ReferenceBackend<'_> {
 
     fn start(
         &mut self,
-        _cell: &Cell,
+        cell: &Cell,
         resolved: &ResolvedCell,
     ) -> Result<Box<dyn Engine>, EngineError> {
-        let doc: serde_json::Value = serde_json::from_str(&resolved.effective_config_json)
-            .map_err(|err| EngineError::Fault(format!("effective config is not JSON: {err}")))?;
-        let knobs = EngineKnobs::from_effective_config(&doc)?;
-        start_reference(&self.prepared.spec, &knobs)
+        let stage = self.stage_dir(cell);
+        let run_id = self.run_dir.as_ref().map_or("", |(_, id)| id.as_str());
+        self.prepared.engines.start(&CellStart {
+            run_id,
+            cell_name: &cell.name,
+            effective_config_json: &resolved.effective_config_json,
+            decision_trace_jsonl: &resolved.decision_trace_jsonl,
+            stage_dir: &stage,
+            cancel: &self.stop,
+        })
+    }
+
+    fn finish_cell(&mut self, cell: &Cell, cell_dir: &Path) {
+        let stage = self.stage_dir(cell);
+        if let Err(err) = finish_stage(&stage, cell_dir) {
+            eprintln!(
+                "warning: cannot move server files from `{}` into `{}`: {err}",
+                stage.display(),
+                cell_dir.display()
+            );
+        }
     }
 }
 
@@ -566,7 +621,8 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
         }
     };
     let mut progress = SweepProgress::new(manifest.cells.len(), choices.quiet);
-    let mut backend = ReferenceBackend::new(&prepared);
+    let mut backend =
+        ReferenceBackend::new(&prepared).in_run_dir(&dir.root, &manifest.run_id, stop);
     let summary = execute(
         SweepTarget {
             dir: &dir,

@@ -29,7 +29,7 @@ use crate::config::capabilities::{
     CompiledKernelFeatures, HardwareCapabilities, ModelCapabilities, MoeCapabilities,
     WorkloadPriority, WorkloadProfile,
 };
-use crate::engine::reference::spec::EngineTable;
+use crate::engine::factory::EngineConfig;
 use crate::sweep::{RunTable, SweepTable};
 
 /// Preset loading errors; every message names the file (and line when known) and the fix.
@@ -103,8 +103,9 @@ pub struct Preset {
     pub workload_overrides: WorkloadOverrides,
     /// `[env]` knob values in file order.
     pub env: Vec<PresetKnob>,
-    /// `[engine]` table: the engine kind and its instantiated dimensions.
-    pub engine: Option<EngineTable>,
+    /// `[engine]` table: the engine kind and its fields (reference dimensions, server command,
+    /// endpoint URL), validated at load.
+    pub engine: Option<EngineConfig>,
     /// `[run]` table: workload, load, repeats, seed, SLO.
     pub run: Option<RunTable>,
     /// `[sweep]` table: knob lists, load axes, exclusions.
@@ -184,7 +185,7 @@ struct PresetFile {
     hardware: Option<HardwareTable>,
     workload: Option<WorkloadTable>,
     env: Option<BTreeMap<String, Spanned<toml::Value>>>,
-    engine: Option<EngineTable>,
+    engine: Option<Spanned<toml::Table>>,
     run: Option<RunTable>,
     sweep: Option<SweepTable>,
 }
@@ -302,6 +303,13 @@ impl Preset {
             };
             env.push(PresetKnob { name, value, line });
         }
+        let engine = match file.engine {
+            Some(table) => Some(
+                EngineConfig::from_toml(table.get_ref())
+                    .map_err(|message| ctx.invalid(table.span(), message))?,
+            ),
+            None => None,
+        };
         Ok(Preset {
             path: path.to_path_buf(),
             source_text: text.to_string(),
@@ -313,7 +321,7 @@ impl Preset {
             workload_profile,
             workload_overrides,
             env,
-            engine: file.engine,
+            engine,
             run: file.run,
             sweep: file.sweep,
         })

@@ -8,6 +8,7 @@ mod export;
 mod knobs;
 pub mod merge;
 mod report;
+mod mock_server;
 mod resolve;
 mod run;
 mod sweep;
@@ -48,6 +49,8 @@ pub enum Command {
     Export(export::Args),
     /// Write the self-contained HTML report of a run directory.
     Report(report::Args),
+    /// Serve an OpenAI-compatible streaming mock on loopback (tests, calibration, CI).
+    MockServer(mock_server::Args),
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
@@ -87,6 +90,7 @@ fn dispatch(command: Command) -> Result<i32, Error> {
         Command::Diff(args) => diff::run(args),
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::run(args),
+        Command::MockServer(args) => mock_server::run(args),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The `Engine` boundary: what every engine kind (the in-process reference engine, and later the
-//! HTTP engines) must offer the measurement loop.
+//! The `Engine` boundary: what every engine kind (the in-process reference engine, the HTTP
+//! engines of [`http`]) must offer the measurement loop; [`factory`] turns `[engine] kind` into a
+//! started engine.
 //!
 //! An engine is started for one resolved configuration, then asked to *run a set of requests*
 //! under a load shape (closed loop at a concurrency, or open loop with arrival times). The engine
@@ -9,6 +10,8 @@
 //! the run started. Statistics are not computed here: `engine/` knows nothing of statistics or
 //! export.
 
+pub mod factory;
+pub mod http;
 pub mod reference;
 
 use std::collections::BTreeMap;
@@ -240,4 +243,11 @@ pub trait Engine: Send {
         options: &RunOptions,
         progress: &mut dyn FnMut(&EngineEvent),
     ) -> Result<RunOutput, EngineError>;
+
+    /// Release what the engine holds (stop a launched server: SIGINT, then SIGKILL after its
+    /// grace period). Called once after the last run; engines also clean up on drop, so a
+    /// panic or an early return never leaks a process. The default does nothing.
+    fn shutdown(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
 }

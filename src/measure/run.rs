@@ -326,7 +326,17 @@ pub fn run_cell(
                 phase: "start",
                 source,
             })?;
-            run_repeats(engine.as_mut(), spec, stop, observer)
+            let measured = run_repeats(engine.as_mut(), spec, stop, observer);
+            // Stop a launched server now rather than at drop; a failure to stop is reported
+            // only when the measurement itself succeeded.
+            let stopped = engine.shutdown();
+            let m = measured?;
+            stopped.map_err(|source| MeasureError::Engine {
+                repeat: spec.repeats,
+                phase: "shutdown",
+                source,
+            })?;
+            Ok(m)
         },
     ));
     match result {

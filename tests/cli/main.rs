@@ -2,9 +2,11 @@
 //! command.
 
 mod compare;
+mod http;
 mod knobs;
 mod merge;
 mod misread;
+mod real_ferrum;
 mod report;
 mod resolve;
 mod sweep;
