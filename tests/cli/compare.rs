@@ -158,7 +158,10 @@ fn exported_bench_report_compares_unchanged_with_its_cell() {
         .unwrap();
     // Same repeats on both sides: no change, p = 1; the verdict is `unchanged` or, with the wide
     // CI of three noisy repeats, `inconclusive`, never a regression.
-    assert!(out_tok["change"]["estimate"].as_f64().unwrap().abs() < 1e-12, "{out_tok}");
+    assert!(
+        out_tok["change"]["estimate"].as_f64().unwrap().abs() < 1e-12,
+        "{out_tok}"
+    );
     assert_eq!(out_tok["welch"]["p"], 1.0);
     assert_ne!(out_tok["verdict"], "regressed");
 }

@@ -5,6 +5,7 @@ mod compare;
 mod knobs;
 mod merge;
 mod resolve;
+mod scripts;
 mod sweep;
 
 use assert_cmd::Command;
