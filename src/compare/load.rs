@@ -152,10 +152,7 @@ impl Side {
             if is_cell_dir(path) {
                 return Side::load_cell(&path.join(STATS_FILE));
             }
-            return Err(corrupt(
-                path,
-                "neither a run directory (manifest.json) nor a complete cell directory (stats.json)",
-            ));
+            return Side::load_root(path);
         }
         if !path.exists() {
             return Err(ResultsError::Io {
@@ -221,6 +218,62 @@ impl Side {
             cells: vec![cell],
             not_measured: Vec::new(),
         })
+    }
+
+    /// A directory holding several run directories (e.g. `nightly.sh`'s interleaved runs of one
+    /// side): cells with the same knobs and load are pooled into one sample per metric, as if
+    /// their repeats had been one run. Their workload hashes must agree.
+    fn load_root(dir: &Path) -> Result<Side, ResultsError> {
+        let mut runs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| ResultsError::Io {
+                action: "read directory",
+                path: dir.display().to_string(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_run_dir(p))
+            .collect();
+        runs.sort();
+        if runs.is_empty() {
+            return Err(corrupt(
+                dir,
+                "neither a run directory (manifest.json), a complete cell directory (stats.json) nor a directory of run directories",
+            ));
+        }
+        let mut side: Option<Side> = None;
+        for run in &runs {
+            let next = Side::load_run(run)?;
+            let Some(acc) = side.as_mut() else {
+                side = Some(next);
+                continue;
+            };
+            acc.not_measured.extend(next.not_measured);
+            for cell in next.cells {
+                match acc
+                    .cells
+                    .iter_mut()
+                    .find(|c| c.match_key() == cell.match_key())
+                {
+                    Some(have) => {
+                        if have.workload_hash != cell.workload_hash {
+                            return Err(corrupt(
+                                run,
+                                format!("cell `{}` ran a different workload than in the other runs under {}; pool only runs of one preset and seed", cell.name, dir.display()),
+                            ));
+                        }
+                        for (metric, sample) in cell.samples {
+                            if let Some(s) = have.samples.get_mut(&metric) {
+                                *s = s.pool(&sample);
+                            }
+                        }
+                    }
+                    None => acc.cells.push(cell),
+                }
+            }
+        }
+        let mut side = side.unwrap_or_else(|| unreachable!("runs is not empty"));
+        side.info.path = dir.display().to_string();
+        Ok(side)
     }
 
     fn load_run(run: &Path) -> Result<Side, ResultsError> {

@@ -55,6 +55,36 @@ impl Sample {
         })
     }
 
+    /// Pool two samples of the same quantity into one (as if all repeats had been one set):
+    /// `SS = Σ (n_i−1)s_i² + n_i(m_i − M)²`. A side of one repeat contributes no within-side
+    /// variance; a side of several repeats without a std makes the pooled std unknown.
+    pub fn pool(&self, other: &Sample) -> Sample {
+        let n = self.n + other.n;
+        if n == 0 {
+            return *self;
+        }
+        let m = (self.n as f64 * self.mean + other.n as f64 * other.mean) / n as f64;
+        let within = |s: &Sample| match (s.n, s.std) {
+            (0 | 1, _) => Some(0.0),
+            (k, Some(sd)) => Some((k - 1) as f64 * sd * sd),
+            (_, None) => None,
+        };
+        let ss = within(self).zip(within(other)).map(|(a, b)| {
+            a + b
+                + self.n as f64 * (self.mean - m).powi(2)
+                + other.n as f64 * (other.mean - m).powi(2)
+        });
+        Sample {
+            n,
+            mean: m,
+            std: if n < 2 {
+                None
+            } else {
+                ss.map(|ss| (ss / (n - 1) as f64).sqrt())
+            },
+        }
+    }
+
     /// 95 % CI half-width of the mean (Student t), when n ≥ 3 and a std is known.
     pub fn ci95_half_width(&self) -> Option<f64> {
         if self.n < MIN_REPEATS_FOR_CI {
@@ -410,6 +440,18 @@ mod tests {
         let c = judge(&no_std, &tight(1.0), Direction::LowerIsBetter, 0.05, 0.05);
         assert_eq!(c.verdict, Verdict::Inconclusive);
         assert_eq!(Verdict::Regressed.as_str(), "regressed");
+    }
+
+    #[test]
+    fn pooling_equals_the_sample_of_all_values() {
+        let all = s(&[1.0, 2.0, 4.0, 8.0, 16.0]);
+        let pooled = s(&[1.0, 2.0]).pool(&s(&[4.0])).pool(&s(&[8.0, 16.0]));
+        assert_eq!(pooled.n, 5);
+        assert!((pooled.mean - all.mean).abs() < 1e-12);
+        assert!((pooled.std.unwrap() - all.std.unwrap()).abs() < 1e-12);
+        let singles = [3.0, 5.0, 7.0].map(|x| s(&[x]));
+        let p = singles[0].pool(&singles[1]).pool(&singles[2]);
+        assert_eq!((p.n, p.mean, p.std), (3, 5.0, Some(2.0)));
     }
 
     #[test]

@@ -346,9 +346,25 @@ fn a_a_comparisons_never_regress() {
 
 #[test]
 fn a_b_comparison_finds_the_slower_candidate_and_its_drift() {
+    // ABBA-interleaved single-repeat runs pooled per side (as nightly.sh does), so load from
+    // tests running in parallel hits both sides alike.
     let root = tempfile::tempdir().unwrap();
-    let a = measure(root.path(), 11, &[]);
-    let b = measure(root.path(), 11, &["--set", "FERRUM_MOE_BATCH_THRESHOLD=64"]);
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let slow = ["--set", "FERRUM_MOE_BATCH_THRESHOLD=64", "--repeats", "1"];
+    for pair in 0..5 {
+        let order: [bool; 2] = if pair % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for candidate in order {
+            if candidate {
+                measure(&b, 11, &slow);
+            } else {
+                measure(&a, 11, &["--repeats", "1"]);
+            }
+        }
+    }
     let o = bin().arg("compare").arg(&a).arg(&b).output().unwrap();
     let (stdout, stderr) = out_text(&o);
     assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");

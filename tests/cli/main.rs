@@ -9,6 +9,7 @@ mod misread;
 mod real_ferrum;
 mod report;
 mod resolve;
+mod scripts;
 mod sweep;
 mod trust;
 
