@@ -17,6 +17,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod execute;
+pub mod hardware;
 pub mod measure;
 pub mod orchestrate;
 pub mod preset;

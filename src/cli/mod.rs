@@ -2,6 +2,7 @@
 //! subcommand's options live in their own file and call into the library.
 
 mod common;
+mod hardware;
 mod knobs;
 pub mod merge;
 mod resolve;
@@ -34,6 +35,8 @@ pub enum Command {
     Knobs(knobs::Args),
     /// Join the result directories of several shards or partial runs into one.
     Merge(merge::Args),
+    /// Probe this machine: every visible GPU (or why there is none) and the CPU.
+    Hardware(hardware::Args),
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
@@ -69,6 +72,7 @@ fn dispatch(command: Command) -> Result<i32, Error> {
         Command::Resolve(args) => resolve::run(args),
         Command::Knobs(args) => knobs::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Hardware(args) => hardware::run(args),
     }
 }
 

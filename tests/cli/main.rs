@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `ferrum-bench` binary. One test binary, one module per
 //! command.
 
+mod hardware;
 mod knobs;
 mod merge;
 mod resolve;
@@ -8,9 +9,14 @@ mod sweep;
 
 use assert_cmd::Command;
 
-/// The binary under test, with a clean `FERRUM_*` environment so results are hermetic.
+/// The binary under test, with a clean `FERRUM_*` environment and a CPU-only hardware probe
+/// (`tests/fixtures/probe_cpu.json`) so results are hermetic on GPU machines too.
 pub fn bin() -> Command {
     let mut cmd = Command::cargo_bin("ferrum-bench").expect("binary built");
+    cmd.env(
+        "FERRUMBENCH_PROBE_FILE",
+        repo("tests/fixtures/probe_cpu.json"),
+    );
     for (key, _) in std::env::vars() {
         if key.starts_with("FERRUM_") {
             cmd.env_remove(key);
