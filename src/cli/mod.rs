@@ -3,6 +3,8 @@
 
 mod common;
 mod hardware;
+#[cfg(feature = "cuda")]
+mod kernels;
 mod knobs;
 pub mod merge;
 mod resolve;
@@ -37,6 +39,9 @@ pub enum Command {
     Merge(merge::Args),
     /// Probe this machine: every visible GPU (or why there is none) and the CPU.
     Hardware(hardware::Args),
+    /// Compile every CUDA kernel with NVRTC and check registers and spills with ptxas.
+    #[cfg(feature = "cuda")]
+    Kernels(kernels::Args),
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
@@ -73,6 +78,8 @@ fn dispatch(command: Command) -> Result<i32, Error> {
         Command::Knobs(args) => knobs::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Hardware(args) => hardware::run(args),
+        #[cfg(feature = "cuda")]
+        Command::Kernels(args) => kernels::run(args),
     }
 }
 

@@ -11,7 +11,9 @@
 
 pub mod capabilities;
 mod cpu;
+#[cfg(feature = "cuda")]
 mod cuda;
+#[cfg(feature = "cuda")]
 mod nvml;
 
 use std::path::Path;
@@ -197,6 +199,16 @@ impl HardwareProbe {
 }
 
 /// Probes this machine now (driver, NVML, CPU). Never panics for a missing library.
+#[cfg(not(feature = "cuda"))]
+pub fn probe() -> HardwareProbe {
+    HardwareProbe::cpu_only(
+        "this build has no CUDA support: cargo feature `cuda` is off",
+        cpu::facts(),
+    )
+}
+
+/// Probes this machine now (driver, NVML, CPU). Never panics for a missing library.
+#[cfg(feature = "cuda")]
 pub fn probe() -> HardwareProbe {
     let cpu = cpu::facts();
     let cuda = match cuda::probe() {

@@ -72,6 +72,7 @@ fn probing_this_machine_never_panics() {
     }
 }
 
+#[cfg(feature = "cuda")]
 #[test]
 fn cuda_versions_format_like_nvidia_smi() {
     assert_eq!(cuda::format_cuda_version(12080), "12.8");

@@ -2,6 +2,7 @@
 //! command.
 
 mod hardware;
+mod kernels;
 mod knobs;
 mod merge;
 mod resolve;
