@@ -147,6 +147,7 @@ impl Engine for ReferenceEngine {
         put("weight_seed", json!(s.weight_seed));
         put("threads", json!(s.threads));
         put("dtype", json!(s.dtype.name()));
+        put("device", json!(s.device.name()));
         put("weight_bytes", json!(self.model.weight_bytes()));
         put("kv_capacity_tokens", json!(self.limits.kv_capacity));
         put("kv_blocks_per_sequence", json!(self.limits.blocks_per_seq));

@@ -497,6 +497,60 @@ mod tests {
     }
 
     #[test]
+    fn device_cuda_is_a_clear_error_and_auto_runs_on_the_cpu_here() {
+        let cuda = table("device = \"cuda\"").unwrap();
+        let err = EngineSpec::resolve(Some(&cuda), "qwen3_moe").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("[engine] device = \"cuda\" cannot be used"),
+            "{msg}"
+        );
+        assert!(msg.contains("set device = \"cpu\" or \"auto\""), "{msg}");
+        let auto = EngineSpec::resolve(Some(&table("device = \"auto\"").unwrap()), "qwen3_moe");
+        assert_eq!(auto.unwrap().device, Device::Cpu);
+        let bad = EngineSpec::resolve(Some(&table("device = \"gpu\"").unwrap()), "qwen2");
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("expected auto, cpu or cuda"));
+    }
+
+    #[test]
+    fn cuda_defaults_are_the_real_models_and_tables_still_override() {
+        let m3 = EngineSpec::resolve_for_device(None, "qwen3_moe", Device::Cuda).unwrap();
+        assert_eq!(
+            (
+                m3.hidden_size,
+                m3.num_layers,
+                m3.num_heads,
+                m3.num_kv_heads,
+                m3.head_dim
+            ),
+            (2048, 48, 32, 4, 128)
+        );
+        assert_eq!(
+            (
+                m3.num_experts,
+                m3.experts_per_token,
+                m3.moe_intermediate_size
+            ),
+            (128, 8, 768)
+        );
+        assert_eq!(
+            (m3.vocab_size, m3.quant_group_size, m3.dtype),
+            (151_936, 128, Dtype::Fp16)
+        );
+        let q72 = EngineSpec::resolve_for_device(None, "qwen2", Device::Cuda).unwrap();
+        assert_eq!(
+            (q72.hidden_size, q72.num_layers, q72.intermediate_size),
+            (8192, 80, 29_568)
+        );
+        let fewer = table("num_layers = 12").unwrap();
+        let spec = EngineSpec::resolve_for_device(Some(&fewer), "qwen3_moe", Device::Cuda).unwrap();
+        assert_eq!((spec.num_layers, spec.hidden_size), (12, 2048));
+    }
+
+    #[test]
     fn defaults_keep_real_routing_and_head_ratio() {
         let m3 = EngineSpec::resolve(None, "qwen3_moe").unwrap();
         assert_eq!((m3.num_experts, m3.experts_per_token), (128, 8));

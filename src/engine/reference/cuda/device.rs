@@ -24,15 +24,17 @@ impl Device {
     /// Opens device `ordinal` and loads the kernels (compiled by NVRTC or from the disk cache).
     pub fn open(ordinal: usize) -> Result<Device, String> {
         let probe = crate::hardware::current()?;
-        let gpu = probe
-            .gpus
-            .get(ordinal)
-            .ok_or_else(|| probe.no_gpu_reason().unwrap_or_else(|| format!("no CUDA device {ordinal}")))?;
+        let gpu = probe.gpus.get(ordinal).ok_or_else(|| {
+            probe
+                .no_gpu_reason()
+                .unwrap_or_else(|| format!("no CUDA device {ordinal}"))
+        })?;
         let cc = gpu
             .compute_capability_pair()
             .ok_or_else(|| format!("bad compute capability `{}`", gpu.compute_capability))?;
         let arch = kernels::arch_of_compute_capability(cc);
-        let ctx = CudaContext::new(ordinal).map_err(|e| format!("cannot open CUDA device {ordinal}: {e}"))?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| format!("cannot open CUDA device {ordinal}: {e}"))?;
         let stream = ctx.default_stream();
         let mut modules = HashMap::new();
         for (name, source) in kernels::FILES {

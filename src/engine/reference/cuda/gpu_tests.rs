@@ -53,13 +53,13 @@ fn gpu_chacha8_words_match_rand_chacha() {
     let key = WeightGen::key(2026);
     let (first, n) = (5u64, 1000u64);
     let s = &dev.stream;
-    let key_d = s.memcpy_stod(&key).unwrap();
+    let key_d = s.clone_htod(&key).unwrap();
     let mut out = s.alloc_zeros::<u32>(n as usize).unwrap();
     let f = dev.function("weights.cu", "chacha8_words").unwrap();
     let mut b = s.launch_builder(&f);
     b.arg(&key_d).arg(&first).arg(&n).arg(&mut out);
     unsafe { b.launch(cfg(launch::chacha8_words(first, n))) }.unwrap();
-    let words = s.memcpy_dtov(&out).unwrap();
+    let words = s.clone_dtoh(&out).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     rng.set_word_pos(u128::from(first));
     for (i, w) in words.iter().enumerate() {
@@ -75,9 +75,9 @@ fn gpu_int4_gemv_and_gemm_match_the_cpu_kernels() {
     let w = g.int4(n, k, group, 1.0 / (k as f32).sqrt());
     let s = &dev.stream;
     let (packed, scales, offsets) = w.parts();
-    let packed_d = s.memcpy_stod(packed).unwrap();
-    let scales_d = s.memcpy_stod(scales).unwrap();
-    let offsets_d = s.memcpy_stod(offsets).unwrap();
+    let packed_d = s.clone_htod(packed).unwrap();
+    let scales_d = s.clone_htod(scales).unwrap();
+    let offsets_d = s.clone_htod(offsets).unwrap();
     let deq = w.dequantize();
     for m in [1usize, 3, 8, 70] {
         let x = g.f32_vec(m * k, 1.0);
@@ -89,7 +89,7 @@ fn gpu_int4_gemv_and_gemm_match_the_cpu_kernels() {
                 (0..k).map(|j| (x[r * k + j] * deq[c * k + j]).abs()).sum()
             })
             .collect();
-        let x_d = s.memcpy_stod(&x).unwrap();
+        let x_d = s.clone_htod(&x).unwrap();
         let mut y_d = s.alloc_zeros::<f32>(m * n).unwrap();
         let (mi, ki, ni, gi) = (m as i32, k as i32, n as i32, group as i32);
         let (name, shape) = if launch::use_gemv(m) {
@@ -109,7 +109,7 @@ fn gpu_int4_gemv_and_gemm_match_the_cpu_kernels() {
             .arg(&gi)
             .arg(&mut y_d);
         unsafe { b.launch(cfg(shape)) }.unwrap();
-        close(&s.memcpy_dtov(&y_d).unwrap(), &cpu, &magnitude);
+        close(&s.clone_dtoh(&y_d).unwrap(), &cpu, &magnitude);
     }
 }
 
@@ -131,25 +131,30 @@ fn gpu_paged_attention_matches_a_contiguous_reference() {
         .collect();
     let s = &dev.stream;
     let (k_d, v_d, slot_d) = (
-        s.memcpy_stod(&k).unwrap(),
-        s.memcpy_stod(&v).unwrap(),
-        s.memcpy_stod(&slots).unwrap(),
+        s.clone_htod(&k).unwrap(),
+        s.clone_htod(&v).unwrap(),
+        s.clone_htod(&slots).unwrap(),
     );
     let mut k_pool = s.alloc_zeros::<u16>(pool_tokens * width).unwrap();
     let mut v_pool = s.alloc_zeros::<u16>(pool_tokens * width).unwrap();
     let f = dev.function("attention.cu", "kv_write").unwrap();
     let w = width as i32;
     let mut b = s.launch_builder(&f);
-    b.arg(&k_d).arg(&v_d).arg(&slot_d).arg(&w).arg(&mut k_pool).arg(&mut v_pool);
+    b.arg(&k_d)
+        .arg(&v_d)
+        .arg(&slot_d)
+        .arg(&w)
+        .arg(&mut k_pool)
+        .arg(&mut v_pool);
     unsafe { b.launch(cfg(launch::per_row(len, width))) }.unwrap();
     // The query is the last position's.
     let pos = [(len - 1) as i32];
     let start = [0i32];
     let (q_d, pos_d, start_d, table_d) = (
-        s.memcpy_stod(&q).unwrap(),
-        s.memcpy_stod(&pos).unwrap(),
-        s.memcpy_stod(&start).unwrap(),
-        s.memcpy_stod(&table).unwrap(),
+        s.clone_htod(&q).unwrap(),
+        s.clone_htod(&pos).unwrap(),
+        s.clone_htod(&start).unwrap(),
+        s.clone_htod(&table).unwrap(),
     );
     let mut out_d = s.alloc_zeros::<f32>(heads * hd).unwrap();
     let scale = 1.0 / (hd as f32).sqrt();
@@ -168,7 +173,7 @@ fn gpu_paged_attention_matches_a_contiguous_reference() {
         .arg(&scale)
         .arg(&mut out_d);
     unsafe { b.launch(cfg(launch::attention(1, heads))) }.unwrap();
-    let gpu = s.memcpy_dtov(&out_d).unwrap();
+    let gpu = s.clone_dtoh(&out_d).unwrap();
     // Contiguous reference over fp16-rounded K/V (what the pool stores).
     let r = |x: f32| half::f16::from_f32(x).to_f32();
     let mut cpu = vec![0f32; heads * hd];
@@ -176,14 +181,23 @@ fn gpu_paged_attention_matches_a_contiguous_reference() {
     for h in 0..heads {
         let kvh = h / (heads / kv_heads);
         let scores: Vec<f32> = (0..len)
-            .map(|p| (0..hd).map(|d| q[h * hd + d] * scale * r(k[p * width + kvh * hd + d])).sum())
+            .map(|p| {
+                (0..hd)
+                    .map(|d| q[h * hd + d] * scale * r(k[p * width + kvh * hd + d]))
+                    .sum()
+            })
             .collect();
         let mx = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let e: Vec<f32> = scores.iter().map(|s| (s - mx).exp()).collect();
         let z: f32 = e.iter().sum();
         for d in 0..hd {
-            cpu[h * hd + d] = (0..len).map(|p| e[p] / z * r(v[p * width + kvh * hd + d])).sum();
-            magnitude[h * hd + d] = 10.0 * (0..len).map(|p| (e[p] / z * r(v[p * width + kvh * hd + d])).abs()).sum::<f32>();
+            cpu[h * hd + d] = (0..len)
+                .map(|p| e[p] / z * r(v[p * width + kvh * hd + d]))
+                .sum();
+            magnitude[h * hd + d] = 10.0
+                * (0..len)
+                    .map(|p| (e[p] / z * r(v[p * width + kvh * hd + d])).abs())
+                    .sum::<f32>();
         }
     }
     // `__expf` is a fast approximation (2 ulp + range error): the 10x magnitude covers it.
@@ -199,14 +213,14 @@ fn gpu_argmax_takes_the_lowest_maximum_like_the_cpu() {
     logits[9000] = 5.0; // tie: the lower id wins
     logits[vocab + 151_935] = 7.0;
     let s = &dev.stream;
-    let l_d = s.memcpy_stod(&logits).unwrap();
+    let l_d = s.clone_htod(&logits).unwrap();
     let mut ids = s.alloc_zeros::<u32>(2).unwrap();
     let v = vocab as i32;
     let f = dev.function("sample.cu", "argmax_rows").unwrap();
     let mut b = s.launch_builder(&f);
     b.arg(&l_d).arg(&v).arg(&mut ids);
     unsafe { b.launch(cfg(launch::per_row(2, 1024))) }.unwrap();
-    let ids = s.memcpy_dtov(&ids).unwrap();
+    let ids = s.clone_dtoh(&ids).unwrap();
     let cpu: Vec<u32> = logits
         .chunks(vocab)
         .map(crate::engine::reference::executor::argmax)
@@ -228,10 +242,10 @@ fn gpu_bench_int4_gemv_bandwidth() {
     let w = WeightGen::new(5).int4(n, k, group, 0.01);
     let s = &dev.stream;
     let (packed, scales, offsets) = w.parts();
-    let packed_d = s.memcpy_stod(packed).unwrap();
-    let scales_d = s.memcpy_stod(scales).unwrap();
-    let offsets_d = s.memcpy_stod(offsets).unwrap();
-    let x_d = s.memcpy_stod(&WeightGen::new(6).f32_vec(k, 1.0)).unwrap();
+    let packed_d = s.clone_htod(packed).unwrap();
+    let scales_d = s.clone_htod(scales).unwrap();
+    let offsets_d = s.clone_htod(offsets).unwrap();
+    let x_d = s.clone_htod(&WeightGen::new(6).f32_vec(k, 1.0)).unwrap();
     let mut y_d = s.alloc_zeros::<f32>(n).unwrap();
     let f = dev.function("int4_gemm.cu", "int4_gemv").unwrap();
     let (mi, ki, ni, gi) = (1i32, k as i32, n as i32, group as i32);

@@ -50,8 +50,7 @@ impl MemoryPlan {
             + 2 * ffn_width
             + spec.num_experts as u64;
         let logits_rows = max_rows.min(1024) as u64;
-        let workspace =
-            4 * (row_floats * max_rows as u64 + logits_rows * spec.vocab_size as u64);
+        let workspace = 4 * (row_floats * max_rows as u64 + logits_rows * spec.vocab_size as u64);
         MemoryPlan {
             weights,
             per_layer_weights,
@@ -107,7 +106,10 @@ mod tests {
         let spec = EngineSpec::resolve_for_device(None, "qwen3_moe", Device::Cuda).unwrap();
         // FERRUM_KV_MAX_BLOCKS = 2048 as in the m3 preset, 2048 batched tokens.
         let plan = MemoryPlan::new(&spec, 2048, 2048);
-        assert!(plan.weights > 15 * GIB && plan.weights < 20 * GIB, "{plan:?}");
+        assert!(
+            plan.weights > 15 * GIB && plan.weights < 20 * GIB,
+            "{plan:?}"
+        );
         // 48 layers x 2048 blocks x 16 tokens x 4 KV heads x 128 x fp16 x (K, V) = 6 GiB.
         assert_eq!(plan.kv, 48 * 2048 * 16 * 4 * 128 * 2 * 2);
         // A 4090 with about 23.5 GiB free holds it; an 16 GiB card does not.
@@ -125,7 +127,9 @@ mod tests {
         assert!(suggested > 0 && suggested < 48, "{suggested}");
         let mut fewer = spec.clone();
         fewer.num_layers = suggested;
-        assert!(MemoryPlan::new(&fewer, 2048, 2048).check(&fewer, 16 * GIB).is_ok());
+        assert!(MemoryPlan::new(&fewer, 2048, 2048)
+            .check(&fewer, 16 * GIB)
+            .is_ok());
         let mut one_more = spec.clone();
         one_more.num_layers = suggested + 1;
         assert!(MemoryPlan::new(&one_more, 2048, 2048)

@@ -123,7 +123,10 @@ pub fn plan(spec: &EngineSpec) -> Vec<Tensor> {
             let (i, e) = (spec.moe_intermediate_size, spec.num_experts);
             push(p("router"), uniform(e * h, 4.0 / (h as f32).sqrt()));
             for x in 0..e {
-                push(p(&format!("experts.{x}.gate_up")), int4(2 * i, h, lin_std(h)));
+                push(
+                    p(&format!("experts.{x}.gate_up")),
+                    int4(2 * i, h, lin_std(h)),
+                );
                 push(p(&format!("experts.{x}.down")), int4(h, i, lin_std(i)));
             }
         } else {
@@ -222,14 +225,26 @@ mod tests {
         EngineSpec::resolve(Some(&t), arch).unwrap()
     }
 
-    fn regenerate(spec: &EngineSpec, t: &Tensor) -> (Vec<f32>, Option<crate::engine::reference::int4::Int4Matrix>) {
+    fn regenerate(
+        spec: &EngineSpec,
+        t: &Tensor,
+    ) -> (Vec<f32>, Option<crate::engine::reference::int4::Int4Matrix>) {
         let mut g = WeightGen::at_word(spec.weight_seed, t.first_word);
         match t.kind {
             TensorKind::Uniform { n, center, scale } => {
-                let v = if center == 1.0 { g.gains(n, scale) } else { g.f32_vec(n, scale) };
+                let v = if center == 1.0 {
+                    g.gains(n, scale)
+                } else {
+                    g.f32_vec(n, scale)
+                };
                 (v, None)
             }
-            TensorKind::Int4 { rows, cols, group, std } => (Vec::new(), Some(g.int4(rows, cols, group, std))),
+            TensorKind::Int4 {
+                rows,
+                cols,
+                group,
+                std,
+            } => (Vec::new(), Some(g.int4(rows, cols, group, std))),
         }
     }
 
@@ -244,24 +259,39 @@ mod tests {
             assert_eq!(regenerate(&spec, find("lm_head")).0, model.lm_head);
             assert_eq!(regenerate(&spec, find("final_norm")).0, model.final_norm);
             let l1 = &model.layers[1];
-            assert_eq!(regenerate(&spec, find("layers.1.qkv")).1.unwrap(), l1.attn.qkv);
+            assert_eq!(
+                regenerate(&spec, find("layers.1.qkv")).1.unwrap(),
+                l1.attn.qkv
+            );
             assert_eq!(regenerate(&spec, find("layers.1.o")).1.unwrap(), l1.attn.o);
-            assert_eq!(regenerate(&spec, find("layers.1.post_norm")).0, l1.post_norm);
+            assert_eq!(
+                regenerate(&spec, find("layers.1.post_norm")).0,
+                l1.post_norm
+            );
             // The stream ends where the CPU generator ends.
-            let mut g = WeightGen::new(spec.weight_seed);
             let last = plan.last().unwrap();
-            g = WeightGen::at_word(spec.weight_seed, last.first_word);
+            let mut g = WeightGen::at_word(spec.weight_seed, last.first_word);
             let _ = g.f32_vec(spec.vocab_size * spec.hidden_size, 1.0);
             assert_eq!(g.word_pos(), last.first_word + last.kind.words());
-            if let Ffn::Moe(_) = &l1.ffn {
-                assert!(plan.iter().any(|t| t.name == "layers.1.experts.3.down"));
+            match &l1.ffn {
+                Ffn::Moe(moe) => {
+                    let down = regenerate(&spec, find("layers.1.experts.3.down")).1;
+                    assert_eq!(down.unwrap(), moe.experts[3].down);
+                    assert_eq!(regenerate(&spec, find("layers.1.router")).0, moe.router);
+                }
+                Ffn::Dense(_) => assert!(plan.iter().any(|t| t.name == "layers.1.mlp.down")),
             }
         }
     }
 
     #[test]
     fn real_qwen3_30b_weights_are_about_17_gib_on_the_device() {
-        let spec = EngineSpec::resolve_for_device(None, "qwen3_moe", crate::engine::reference::spec::Device::Cuda).unwrap();
+        let spec = EngineSpec::resolve_for_device(
+            None,
+            "qwen3_moe",
+            crate::engine::reference::spec::Device::Cuda,
+        )
+        .unwrap();
         let bytes: u64 = plan(&spec).iter().map(|t| t.kind.device_bytes()).sum();
         let gib = bytes as f64 / (1u64 << 30) as f64;
         assert!((15.0..20.0).contains(&gib), "{gib} GiB");
