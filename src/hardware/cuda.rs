@@ -57,7 +57,7 @@ fn device(ordinal: std::ffi::c_int) -> Result<GpuInfo, cudarc::driver::DriverErr
         memory_free_bytes: None,
         sm_count: sm_count.max(0) as u32,
         sm_clock_mhz: None,
-        sm_clock_max_mhz: (clock_khz > 0).then(|| (clock_khz / 1000) as u32),
+        sm_clock_max_mhz: (clock_khz > 0).then_some((clock_khz / 1000) as u32),
         memory_clock_mhz: None,
         power_limit_w: None,
         persistence_mode: None,
