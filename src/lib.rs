@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod execute;
 pub mod export;
+pub mod hardware;
 pub mod measure;
 pub mod metric;
 pub mod mock_server;

@@ -252,6 +252,8 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
         Err(crate::config::ResolveError::Resolver { .. }) => {}
         Err(err) => return Err(err.into()),
     }
+    // GPU noise a user can remove (unlocked clocks, throttling), from the hardware probe.
+    warnings.extend(crate::hardware::noise_warnings());
     Ok(Prepared {
         preset,
         run,

@@ -5,6 +5,9 @@ mod common;
 mod compare;
 mod diff;
 mod export;
+mod hardware;
+#[cfg(feature = "cuda")]
+mod kernels;
 mod knobs;
 pub mod merge;
 mod report;
@@ -51,6 +54,11 @@ pub enum Command {
     Report(report::Args),
     /// Serve an OpenAI-compatible streaming mock on loopback (tests, calibration, CI).
     MockServer(mock_server::Args),
+    /// Probe this machine: every visible GPU (or why there is none) and the CPU.
+    Hardware(hardware::Args),
+    /// Compile every CUDA kernel with NVRTC and check registers and spills with ptxas.
+    #[cfg(feature = "cuda")]
+    Kernels(kernels::Args),
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.
@@ -91,6 +99,9 @@ fn dispatch(command: Command) -> Result<i32, Error> {
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::run(args),
         Command::MockServer(args) => mock_server::run(args),
+        Command::Hardware(args) => hardware::run(args),
+        #[cfg(feature = "cuda")]
+        Command::Kernels(args) => kernels::run(args),
     }
 }
 

@@ -239,14 +239,15 @@ impl HardwareCapabilities {
     }
 
     /// A built-in hardware profile by name, with its default compiled features (`rtx4090`: the
-    /// M3 fast path without FA2; the others: none). `auto` is this machine: a CPU profile until
-    /// the GPU probe lands.
+    /// M3 fast path without FA2; the others: none). `auto` is this machine, from the hardware
+    /// probe (`crate::hardware::auto_capabilities`: a CUDA profile on an NVIDIA GPU, else `cpu`).
     pub fn profile(name: &str) -> Option<Self> {
         match name {
             "rtx4090" => Some(Self::rtx4090_cuda(
                 CompiledKernelFeatures::m3_fast_path_without_fa2(),
             )),
-            "cpu" | "auto" => Some(Self::cpu(CompiledKernelFeatures::default())),
+            "cpu" => Some(Self::cpu(CompiledKernelFeatures::default())),
+            "auto" => Some(crate::hardware::auto_capabilities()),
             "unknown" => Some(Self::unknown()),
             _ => None,
         }

@@ -75,6 +75,9 @@ pub struct HostInfo {
     pub memory_bytes: u64,
     /// OS name and version (`/etc/os-release` `PRETTY_NAME`, else `std::env::consts::OS`) and arch.
     pub os: String,
+    /// Visible GPUs from the hardware probe (empty without CUDA; absent in older manifests).
+    #[serde(default)]
+    pub gpus: Vec<crate::hardware::GpuInfo>,
 }
 
 /// The preset as run.

@@ -14,7 +14,8 @@ pub fn harness_info() -> HarnessInfo {
     }
 }
 
-/// CPU model, logical cores, memory and OS of this machine (Linux files; `unknown`/0 elsewhere).
+/// CPU model, logical cores, memory and OS of this machine (Linux files; `unknown`/0 elsewhere);
+/// `gpus` is left empty here (the manifest adds the probe's, see `Manifest::new`).
 pub fn host_info() -> HostInfo {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".to_string());
@@ -37,6 +38,7 @@ pub fn host_info() -> HostInfo {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         memory_bytes,
         os: format!("{pretty} ({})", std::env::consts::ARCH),
+        gpus: Vec::new(),
     }
 }
 

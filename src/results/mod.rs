@@ -517,7 +517,10 @@ impl Manifest {
             schema_version: SCHEMA_VERSION,
             run_id: run_id.to_string(),
             harness: harness_info(),
-            host: host_info(),
+            host: HostInfo {
+                gpus: crate::hardware::gpus_for_manifest(),
+                ..host_info()
+            },
             engine: None,
             preset,
             run: run.clone(),

@@ -2,7 +2,9 @@
 //! command.
 
 mod compare;
+mod hardware;
 mod http;
+mod kernels;
 mod knobs;
 mod merge;
 mod misread;
@@ -15,9 +17,14 @@ mod trust;
 
 use assert_cmd::Command;
 
-/// The binary under test, with a clean `FERRUM_*` environment so results are hermetic.
+/// The binary under test, with a clean `FERRUM_*` environment and a CPU-only hardware probe
+/// (`tests/fixtures/probe_cpu.json`) so results are hermetic on GPU machines too.
 pub fn bin() -> Command {
     let mut cmd = Command::cargo_bin("ferrum-bench").expect("binary built");
+    cmd.env(
+        "FERRUMBENCH_PROBE_FILE",
+        repo("tests/fixtures/probe_cpu.json"),
+    );
     for (key, _) in std::env::vars() {
         if key.starts_with("FERRUM_") {
             cmd.env_remove(key);

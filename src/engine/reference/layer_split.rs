@@ -17,31 +17,18 @@ use std::sync::mpsc;
 
 use rayon::ThreadPool;
 
+use super::executor::{CallResult, Executor, Sampling};
 use super::knobs::PipelineMode;
 use super::kv::LayerKv;
 use super::model::{FwdCall, FwdStats, Model};
 use crate::engine::EngineError;
-
-/// Result of one forward call.
-#[derive(Debug, Clone, Default)]
-pub struct CallResult {
-    /// Logits per item that wanted them, in item order.
-    pub logits: Vec<Vec<f32>>,
-    /// Routing statistics.
-    pub stats: FwdStats,
-}
-
-/// Runs forward calls.
-pub trait Executor {
-    /// Runs `calls` (independent of each other) and returns their results in order.
-    fn execute(&mut self, calls: &[FwdCall]) -> Result<Vec<CallResult>, EngineError>;
-}
 
 /// All layers on the calling thread.
 struct SingleStage<'a> {
     model: &'a Model,
     kv: &'a mut [LayerKv],
     pool: &'a ThreadPool,
+    sampling: Sampling,
 }
 
 impl Executor for SingleStage<'_> {
@@ -52,7 +39,10 @@ impl Executor for SingleStage<'_> {
                 let mut stats = FwdStats::default();
                 let (model, kv) = (self.model, &mut *self.kv);
                 let logits = self.pool.install(|| model.forward(kv, call, &mut stats));
-                CallResult { logits, stats }
+                CallResult {
+                    tokens: logits.iter().map(|row| self.sampling.sample(row)).collect(),
+                    stats,
+                }
             })
             .collect())
     }
@@ -126,7 +116,7 @@ impl Executor for SplitExec {
                 done.sort_by_key(|j| j.id);
                 for job in done {
                     let r = &mut results[owner[job.id]];
-                    r.logits.extend(job.result.logits);
+                    r.tokens.extend(job.result.tokens);
                     r.stats.merge(&job.result.stats);
                 }
             }
@@ -142,7 +132,7 @@ impl Executor for SplitExec {
 }
 
 /// One stage: receives jobs, runs its layers (stage 0 also embeds, the last stage also computes
-/// logits) and passes them on. A panic becomes an error message that travels to the caller.
+/// logits and samples) and passes them on. A panic becomes an error message that travels to the caller.
 fn stage_loop(
     model: &Model,
     layers: Range<usize>,
@@ -150,6 +140,7 @@ fn stage_loop(
     rx: mpsc::Receiver<Msg>,
     tx: StageOut,
     pool: &ThreadPool,
+    sampling: Sampling,
 ) {
     let last = layers.end == model.spec.num_layers;
     for msg in rx {
@@ -167,7 +158,11 @@ fn stage_loop(
                         &mut job.result.stats,
                     );
                     if last {
-                        job.result.logits = model.logits(&job.call, &job.x);
+                        job.result.tokens = model
+                            .logits(&job.call, &job.x)
+                            .iter()
+                            .map(|row| sampling.sample(row))
+                            .collect();
                         job.x = Vec::new();
                     }
                 })
@@ -224,10 +219,16 @@ pub fn with_executor<R>(
     kv: &mut [LayerKv],
     split: Option<SplitConfig>,
     pool: &ThreadPool,
+    sampling: Sampling,
     f: impl FnOnce(&mut dyn Executor) -> R,
 ) -> R {
     let Some(cfg) = split else {
-        return f(&mut SingleStage { model, kv, pool });
+        return f(&mut SingleStage {
+            model,
+            kv,
+            pool,
+            sampling,
+        });
     };
     let layers = model.spec.num_layers;
     std::thread::scope(|s| {
@@ -237,8 +238,18 @@ pub fn with_executor<R>(
         let (to1, rx1) = mpsc::sync_channel::<Msg>(0);
         let (done_tx, done_rx) = mpsc::channel::<Msg>();
         let b = cfg.boundary;
-        s.spawn(move || stage_loop(model, 0..b, kv0, rx0, StageOut::Next(to1), pool));
-        s.spawn(move || stage_loop(model, b..layers, kv1, rx1, StageOut::Done(done_tx), pool));
+        s.spawn(move || stage_loop(model, 0..b, kv0, rx0, StageOut::Next(to1), pool, sampling));
+        s.spawn(move || {
+            stage_loop(
+                model,
+                b..layers,
+                kv1,
+                rx1,
+                StageOut::Done(done_tx),
+                pool,
+                sampling,
+            )
+        });
         let mut exec = SplitExec {
             to_stage0: to0,
             from_last: done_rx,
@@ -292,7 +303,14 @@ mod tests {
             mode: PipelineMode::Overlapped,
             microbatch: 1,
         });
-        let result = with_executor(&model, &mut kv, split, &pool, |exec| exec.execute(&[bad]));
+        let result = with_executor(
+            &model,
+            &mut kv,
+            split,
+            &pool,
+            Sampling::DeviceArgmax,
+            |exec| exec.execute(&[bad]),
+        );
         match result {
             Err(EngineError::Fault(msg)) => assert!(
                 msg.contains("panic in layer-split stage (layers 0..1)"),

@@ -5,6 +5,8 @@
 //! Wiring: [`EngineSpec::resolve`] (the `[engine]` table + architecture),
 //! [`EngineKnobs::from_effective_config`] (the resolved configuration), then [`start_reference`].
 
+pub mod cuda;
+pub mod executor;
 pub mod int4;
 pub mod knobs;
 pub mod kv;
@@ -147,6 +149,7 @@ impl Engine for ReferenceEngine {
         put("weight_seed", json!(s.weight_seed));
         put("threads", json!(s.threads));
         put("dtype", json!(s.dtype.name()));
+        put("device", json!(s.device.name()));
         put("weight_bytes", json!(self.model.weight_bytes()));
         put("kv_capacity_tokens", json!(self.limits.kv_capacity));
         put("kv_blocks_per_sequence", json!(self.limits.blocks_per_seq));
@@ -197,7 +200,8 @@ impl Engine for ReferenceEngine {
         let vocab = model.spec.vocab_size;
         // A panic inside a model step must surface as an engine fault, not abort the process.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            layer_split::with_executor(model, kv, *split, pool, |exec| {
+            let sampling = executor::Sampling::from_readback_path(&knobs.sampling_readback_path);
+            layer_split::with_executor(model, kv, *split, pool, sampling, |exec| {
                 scheduler::run(
                     knobs, *limits, vocab, exec, requests, load, options, progress,
                 )

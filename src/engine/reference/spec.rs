@@ -44,6 +44,8 @@ pub struct EngineTable {
     pub threads: Option<usize>,
     /// Activation/KV storage: `fp32` (default) or `fp16`.
     pub dtype: Option<String>,
+    /// Where the forward runs: `auto` (default), `cpu` or `cuda`.
+    pub device: Option<String>,
 }
 
 impl EngineTable {
@@ -72,6 +74,52 @@ impl Architecture {
         match self {
             Architecture::Qwen3Moe => "qwen3_moe",
             Architecture::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// `[engine] device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// CUDA when this build can run the forward there and a device is present, else the CPU.
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// The CUDA backend (an error when unavailable).
+    Cuda,
+}
+
+impl Device {
+    /// Parses `auto`, `cpu` or `cuda`.
+    pub fn parse(value: &str) -> Result<Device, EngineError> {
+        match value {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            other => Err(EngineError::Config(format!(
+                "invalid value `{other}` for [engine] device: expected auto, cpu or cuda"
+            ))),
+        }
+    }
+
+    /// `auto` / `cpu` / `cuda`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Auto => "auto",
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        }
+    }
+
+    /// The device a run uses for this request: `cpu` stays, `auto` is the CPU unless the CUDA
+    /// forward is available, `cuda` is an error naming why it is not.
+    pub fn select(self) -> Result<Device, EngineError> {
+        match (self, super::cuda::unavailable_reason()) {
+            (Device::Cpu, _) | (Device::Auto, Some(_)) => Ok(Device::Cpu),
+            (Device::Auto | Device::Cuda, None) => Ok(Device::Cuda),
+            (Device::Cuda, Some(reason)) => Err(EngineError::Config(format!(
+                "[engine] device = \"cuda\" cannot be used: {reason}; set device = \"cpu\" or \"auto\""
+            ))),
         }
     }
 }
@@ -134,16 +182,33 @@ pub struct EngineSpec {
     pub rope_theta: f32,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
+    /// The device the forward runs on (`cpu` or `cuda`, never `auto`).
+    pub device: Device,
 }
 
 /// Default seed of the synthetic weights.
 pub const DEFAULT_WEIGHT_SEED: u64 = 0x5eed_2026;
 
 impl EngineSpec {
-    /// Resolves the table over the CPU-sized defaults of `architecture` and validates the result.
+    /// Resolves the table over the defaults of `architecture` on the selected device
+    /// ([`Device::select`] of `[engine] device`) and validates the result.
     pub fn resolve(
         table: Option<&EngineTable>,
         architecture: &str,
+    ) -> Result<EngineSpec, EngineError> {
+        let requested = match table.and_then(|t| t.device.as_deref()) {
+            Some(value) => Device::parse(value)?,
+            None => Device::Auto,
+        };
+        Self::resolve_for_device(table, architecture, requested.select()?)
+    }
+
+    /// [`EngineSpec::resolve`] on a given device: CPU-sized defaults on `cpu`, the real model's
+    /// dimensions on `cuda` (see [`EngineSpec::real_dimensions`]).
+    pub fn resolve_for_device(
+        table: Option<&EngineTable>,
+        architecture: &str,
+        device: Device,
     ) -> Result<EngineSpec, EngineError> {
         let empty = EngineTable::default();
         let t = table.unwrap_or(&empty);
@@ -182,6 +247,7 @@ impl EngineSpec {
                 max_context_len: 40960,
                 rope_theta: 1_000_000.0,
                 rms_eps: 1e-6,
+                device: Device::Cpu,
             },
             // Real Qwen2.5-72B: hidden 8192, 80 layers, 64 query heads, 8 KV heads, head_dim
             // 128, dense intermediate 29568, vocab 152064, context 32768, GPTQ group 128.
@@ -207,6 +273,7 @@ impl EngineSpec {
                 max_context_len: 32768,
                 rope_theta: 1_000_000.0,
                 rms_eps: 1e-6,
+                device: Device::Cpu,
             },
             other => {
                 return Err(EngineError::Config(format!(
@@ -214,6 +281,9 @@ impl EngineSpec {
                 )))
             }
         };
+        if device == Device::Cuda {
+            spec.real_dimensions();
+        }
         let moe = spec.architecture == Architecture::Qwen3Moe;
         let arch = spec.architecture.name();
         let not_for = |field: &str| {
@@ -299,6 +369,37 @@ impl EngineSpec {
         }
         spec.validate()?;
         Ok(spec)
+    }
+
+    /// The real model's dimensions and fp16 KV (the CUDA defaults): Qwen3-30B-A3B (hidden 2048,
+    /// 48 layers, 32 query / 4 KV heads of 128, 128 experts top-8 of width 768, vocabulary
+    /// 151,936) or Qwen2.5-72B (hidden 8192, 80 layers, 64 / 8 heads of 128, MLP 29,568,
+    /// vocabulary 152,064); GPTQ group 128.
+    pub fn real_dimensions(&mut self) {
+        self.device = Device::Cuda;
+        self.dtype = Dtype::Fp16;
+        self.quant_group_size = 128;
+        self.head_dim = 128;
+        match self.architecture {
+            Architecture::Qwen3Moe => {
+                self.hidden_size = 2048;
+                self.num_layers = 48;
+                self.num_heads = 32;
+                self.num_kv_heads = 4;
+                self.num_experts = 128;
+                self.experts_per_token = 8;
+                self.moe_intermediate_size = 768;
+                self.vocab_size = 151_936;
+            }
+            Architecture::Qwen2 => {
+                self.hidden_size = 8192;
+                self.num_layers = 80;
+                self.num_heads = 64;
+                self.num_kv_heads = 8;
+                self.intermediate_size = 29_568;
+                self.vocab_size = 152_064;
+            }
+        }
     }
 
     /// Checks the dimensions are instantiable.
@@ -484,6 +585,60 @@ mod tests {
 
     fn table(src: &str) -> Result<EngineTable, EngineError> {
         EngineTable::from_toml(&src.parse::<toml::Table>().unwrap())
+    }
+
+    #[test]
+    fn device_cuda_is_a_clear_error_and_auto_runs_on_the_cpu_here() {
+        let cuda = table("device = \"cuda\"").unwrap();
+        let err = EngineSpec::resolve(Some(&cuda), "qwen3_moe").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("[engine] device = \"cuda\" cannot be used"),
+            "{msg}"
+        );
+        assert!(msg.contains("set device = \"cpu\" or \"auto\""), "{msg}");
+        let auto = EngineSpec::resolve(Some(&table("device = \"auto\"").unwrap()), "qwen3_moe");
+        assert_eq!(auto.unwrap().device, Device::Cpu);
+        let bad = EngineSpec::resolve(Some(&table("device = \"gpu\"").unwrap()), "qwen2");
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("expected auto, cpu or cuda"));
+    }
+
+    #[test]
+    fn cuda_defaults_are_the_real_models_and_tables_still_override() {
+        let m3 = EngineSpec::resolve_for_device(None, "qwen3_moe", Device::Cuda).unwrap();
+        assert_eq!(
+            (
+                m3.hidden_size,
+                m3.num_layers,
+                m3.num_heads,
+                m3.num_kv_heads,
+                m3.head_dim
+            ),
+            (2048, 48, 32, 4, 128)
+        );
+        assert_eq!(
+            (
+                m3.num_experts,
+                m3.experts_per_token,
+                m3.moe_intermediate_size
+            ),
+            (128, 8, 768)
+        );
+        assert_eq!(
+            (m3.vocab_size, m3.quant_group_size, m3.dtype),
+            (151_936, 128, Dtype::Fp16)
+        );
+        let q72 = EngineSpec::resolve_for_device(None, "qwen2", Device::Cuda).unwrap();
+        assert_eq!(
+            (q72.hidden_size, q72.num_layers, q72.intermediate_size),
+            (8192, 80, 29_568)
+        );
+        let fewer = table("num_layers = 12").unwrap();
+        let spec = EngineSpec::resolve_for_device(Some(&fewer), "qwen3_moe", Device::Cuda).unwrap();
+        assert_eq!((spec.num_layers, spec.hidden_size), (12, 2048));
     }
 
     #[test]

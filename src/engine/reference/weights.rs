@@ -28,6 +28,26 @@ impl WeightGen {
         }
     }
 
+    /// A generator for `seed` positioned at 32-bit word `word` of its stream (where the CUDA
+    /// backend's plan says a tensor starts).
+    pub fn at_word(seed: u64, word: u64) -> WeightGen {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_word_pos(u128::from(word));
+        WeightGen { rng }
+    }
+
+    /// Position in the stream, in 32-bit words consumed.
+    pub fn word_pos(&self) -> u64 {
+        self.rng.get_word_pos() as u64
+    }
+
+    /// The 256-bit ChaCha key `seed_from_u64` derives from `seed` (what the device generator
+    /// is given).
+    pub fn key(seed: u64) -> [u32; 8] {
+        let bytes = ChaCha8Rng::seed_from_u64(seed).get_seed();
+        std::array::from_fn(|i| u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()))
+    }
+
     /// Uniform in `[0, 1)` from the top 24 bits of one `next_u32`.
     pub fn unit01(&mut self) -> f32 {
         (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32

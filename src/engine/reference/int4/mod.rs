@@ -46,6 +46,11 @@ pub struct Int4Matrix {
 }
 
 impl Int4Matrix {
+    /// The device layout: packed levels, per-(row, group) scales and offsets (`-scale · zero`).
+    pub fn parts(&self) -> (&[u8], &[f32], &[f32]) {
+        (&self.packed, &self.scales, &self.offsets)
+    }
+
     /// Builds a matrix from raw parts: `levels` are `rows × cols` values in `0..16` (row-major),
     /// `scales`/`zeros` are `rows × cols/group`. Panics on inconsistent sizes (a programming
     /// error: callers validate dimensions first).

@@ -1,0 +1,27 @@
+// Embedding gather, RMSNorm and residual add (f32 activations, one row per block).
+
+// x[r, :] = table[ids[r], :].
+extern "C" __global__ void embed(const u32* ids, const float* table, int hidden, float* x) {
+    int r = blockIdx.x;
+    const float* src = table + (u64)ids[r] * hidden;
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) x[(u64)r * hidden + c] = src[c];
+}
+
+// out[r, :] = x[r, :] / rms(x[r, :]) * gain (out may alias x).
+extern "C" __global__ void rms_norm(const float* x, const float* gain, int width, float eps,
+                                    float* out) {
+    __shared__ float scratch[32];
+    const float* row = x + (u64)blockIdx.x * width;
+    float* dst = out + (u64)blockIdx.x * width;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < width; c += blockDim.x) ss += row[c] * row[c];
+    ss = block_sum(ss, scratch);
+    float inv = rsqrtf(ss / (float)width + eps);
+    for (int c = threadIdx.x; c < width; c += blockDim.x) dst[c] = row[c] * inv * gain[c];
+}
+
+// x += y, elementwise over n values.
+extern "C" __global__ void add_inplace(float* x, const float* y, u64 n) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one run that fits a short loan of a fresh GPU machine (about
+# 4-6 minutes, most of it the release build). Writes its outputs under ${1:-gpu-check}/ and
+# prints a summary to paste into the README.
+#
+#   bash scripts/gpu-check.sh [OUT_DIR]
+#
+# Needs: the NVIDIA driver (libcuda, libnvidia-ml), cargo, python3 with venv + pip (for the
+# libnvrtc/ptxas wheels; no CUDA toolkit needed). Steps:
+#   1. the hardware probe (`ferrum-bench hardware`, table and JSON);
+#   2. every kernel compiled by NVRTC for this GPU's architecture, with ptxas spill check;
+#   3. the GPU tests (device vs CPU: weight stream, int4 GEMV/GEMM, paged attention vs a
+#      contiguous reference, argmax) — they must run, not skip;
+#   4. the int4 GEMV bandwidth benchmark (target: >= 70 % of DRAM peak at batch 1);
+#   5. `resolve` of the m3 preset with hardware.profile = "auto" on this GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-gpu-check}"
+mkdir -p "$out"
+t0=$(date +%s)
+step() { echo "== [$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/summary.txt"; }
+: > "$out/summary.txt"
+
+step "libnvrtc + ptxas (PyPI wheels)"
+eval "$(bash scripts/cuda-tools.sh)"
+export LD_LIBRARY_PATH="$FERRUMBENCH_NVRTC_LIB_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Never let an injected probe file stand in for this machine.
+unset FERRUMBENCH_PROBE_FILE
+
+step "build (release)"
+cargo build --release --quiet
+bin=./target/release/ferrum-bench
+
+step "hardware probe"
+"$bin" hardware | tee "$out/hardware.txt" | tee -a "$out/summary.txt"
+"$bin" hardware --format json > "$out/hardware.json"
+arch=$(python3 -c 'import json,sys; g=json.load(open(sys.argv[1]))["gpus"]; print("sm_"+g[0]["compute_capability"].replace(".","")) if g else sys.exit("error: no CUDA device visible: nothing to check")' "$out/hardware.json")
+
+step "kernels: NVRTC -> CUBIN for $arch and sm_80/sm_89/sm_90, ptxas -v spills"
+"$bin" kernels --ptxas "$FERRUMBENCH_PTXAS" --arch "$arch" --arch sm_80 --arch sm_89 --arch sm_90 \
+    > "$out/kernels.txt"
+tail -n 1 "$out/kernels.txt" | tee -a "$out/summary.txt"
+
+step "GPU tests (device vs CPU)"
+cargo test --release --quiet --lib gpu_ -- --nocapture --test-threads 1 2>&1 | tee "$out/gpu-tests.txt"
+if grep -q "skipped:" "$out/gpu-tests.txt"; then
+    echo "error: a GPU test skipped on a GPU machine" | tee -a "$out/summary.txt"
+    exit 1
+fi
+grep -E "^test result" "$out/gpu-tests.txt" | tee -a "$out/summary.txt"
+
+step "benchmark: int4 GEMV bandwidth at batch 1"
+cargo test --release --quiet --lib gpu_bench_ -- --ignored --nocapture 2>&1 \
+    | tee "$out/bench.txt" | grep "int4_gemv" | tee -a "$out/summary.txt"
+
+step "resolve m3 with hardware.profile = auto on this GPU"
+"$bin" resolve presets/m3.toml --format json > "$out/m3_auto.effective_config.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("backend", d["backend"], "| attention", d["selected_attention_impl"], "| max_sequences", d["selected_max_sequences"], "| kv blocks", d["admission"]["kv_block_count"])' \
+    "$out/m3_auto.effective_config.json" | tee -a "$out/summary.txt"
+
+step "done in $(( $(date +%s) - t0 )) s; outputs in $out/"
