@@ -1,7 +1,7 @@
-//! Build script: record the harness's git commit *as built* (`FERRUM_BENCH_GIT_COMMIT`), so
+//! Build script: record the harness's git commit *as built* (`FERRUMBENCH_GIT_COMMIT`), so
 //! results name the source the binary came from, not whatever the checkout holds when it runs.
 //! `-dirty` is appended when tracked files differ from HEAD; `unknown` outside a git checkout.
-//! Setting `FERRUM_BENCH_GIT_COMMIT` in the build environment overrides it (tarball builds).
+//! Setting `FERRUMBENCH_GIT_COMMIT` in the build environment overrides it (tarball builds).
 
 use std::path::Path;
 use std::process::Command;
@@ -14,7 +14,7 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=FERRUM_BENCH_GIT_COMMIT");
+    println!("cargo:rerun-if-env-changed=FERRUMBENCH_GIT_COMMIT");
     // Rerun when HEAD moves or the sources change (so `-dirty` stays truthful).
     for p in ["src", "Cargo.toml", "build.rs", "data"] {
         println!("cargo:rerun-if-changed={p}");
@@ -31,7 +31,7 @@ fn main() {
             }
         }
     }
-    let commit = std::env::var("FERRUM_BENCH_GIT_COMMIT")
+    let commit = std::env::var("FERRUMBENCH_GIT_COMMIT")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| match git(&["rev-parse", "HEAD"]) {
@@ -46,5 +46,5 @@ fn main() {
             }
             _ => "unknown".to_string(),
         });
-    println!("cargo:rustc-env=FERRUM_BENCH_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=FERRUMBENCH_GIT_COMMIT={commit}");
 }

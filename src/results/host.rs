@@ -10,7 +10,7 @@ pub fn harness_info() -> HarnessInfo {
     HarnessInfo {
         name: env!("CARGO_PKG_NAME").to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        git_commit: env!("FERRUM_BENCH_GIT_COMMIT").to_string(),
+        git_commit: env!("FERRUMBENCH_GIT_COMMIT").to_string(),
     }
 }
 

@@ -8,9 +8,14 @@ fn tiny() -> String {
 }
 
 fn report(out: &std::process::Output) -> serde_json::Value {
+    report_with_code(out, 0)
+}
+
+/// The JSON report of a run that exited with `code`.
+fn report_with_code(out: &std::process::Output, code: i32) -> serde_json::Value {
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -34,7 +39,8 @@ fn run_skips_a_zero_batch_threshold_naming_the_value_used_and_the_flag_runs_it()
         stderr.contains("warning: FERRUM_MOE_BATCH_THRESHOLD=\"0\" (from --set):"),
         "{stderr}"
     );
-    let doc = report(&refused);
+    // Every cell skipped: nothing measured is not success (exit 5, issue 8).
+    let doc = report_with_code(&refused, 5);
     let cell = &doc["cells"][0];
     assert_eq!(cell["status"], "skipped", "{doc}");
     let reason = cell["reason"].as_str().unwrap();

@@ -269,7 +269,7 @@ fn report_command_paths_no_report_and_errors() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("manifest.json"), "{err}");
+    assert!(err.contains("not a ferrum-bench run directory"), "{err}");
 
     let out = bin()
         .arg("report")

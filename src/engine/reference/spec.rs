@@ -477,6 +477,11 @@ impl EngineSpec {
                 self.vocab_size
             ));
         }
+        // Host memory bounds a CPU engine only; a CUDA engine's weights live in VRAM and are
+        // checked against the device's free memory when it starts.
+        if self.device == Device::Cuda {
+            return Ok(());
+        }
         self.check_memory(0.0)
     }
 
