@@ -45,6 +45,10 @@ pub struct FakeTable {
 
 /// A parsed `[engine]` table.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per preset, built once per run: boxing would only add indirection"
+)]
 pub enum EngineConfig {
     /// The in-process reference engine.
     Reference(EngineTable),
