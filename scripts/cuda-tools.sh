@@ -9,9 +9,12 @@
 set -euo pipefail
 venv="${FERRUMBENCH_CUDA_TOOLS:-$HOME/.cache/ferrum-bench/cuda-tools}"
 find_tools() {
-    nvrtc_dir="$(dirname "$(ls "$venv"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12 2>/dev/null | head -n1)" 2>/dev/null || true)"
-    ptxas="$(ls "$venv"/lib/python3*/site-packages/nvidia/cuda_nvcc/bin/ptxas 2>/dev/null | head -n1 || true)"
-    [[ -n "$ptxas" && -e "$nvrtc_dir/libnvrtc.so.12" ]]
+    # An unmatched glob stays literal, and the -e tests below then fail.
+    local libs=("$venv"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12)
+    local bins=("$venv"/lib/python3*/site-packages/nvidia/cuda_nvcc/bin/ptxas)
+    nvrtc_dir="$(dirname "${libs[0]}")"
+    ptxas="${bins[0]}"
+    [[ -e "$ptxas" && -e "$nvrtc_dir/libnvrtc.so.12" ]]
 }
 if ! find_tools; then
     echo "installing nvidia-cuda-nvrtc-cu12 and nvidia-cuda-nvcc-cu12 into $venv" >&2
