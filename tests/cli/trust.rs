@@ -25,7 +25,14 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
         Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
         Err(_) => Vec::new(),
     };
-    dirs.retain(|p| p.is_dir());
+    // A run directory is assembled as a hidden `.<id>.partial` and renamed into place: only the
+    // visible names are run directories (a waiter must not catch the one about to be renamed).
+    dirs.retain(|p| {
+        p.is_dir()
+            && !p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    });
     dirs.sort();
     dirs
 }
