@@ -326,9 +326,17 @@ fn measure(root: &Path, seed: u64, extra: &[&str]) -> PathBuf {
 #[test]
 fn a_a_comparisons_never_regress() {
     for seed in [1, 2, 3] {
+        // ABBA-interleaved single-repeat runs pooled per side, as in the A/B test: back-to-back
+        // blocks would hand slow drift of the shared machine (and tests running in parallel) to
+        // one side only, which is the very noise the verdict rule must not call a regression.
         let root = tempfile::tempdir().unwrap();
-        let a = measure(root.path(), seed, &[]);
-        let b = measure(root.path(), seed, &[]);
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        for pair in 0..4 {
+            let sides = if pair % 2 == 0 { [&a, &b] } else { [&b, &a] };
+            for side in sides {
+                measure(side, seed, &["--repeats", "1"]);
+            }
+        }
         let o = bin()
             .arg("compare")
             .arg(&a)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::bin;
+use super::{bin, run_dir};
 
 fn exe() -> PathBuf {
     assert_cmd::cargo::cargo_bin("ferrum-bench")
@@ -51,16 +51,6 @@ fn write_preset(dir: &Path, body: &str) -> PathBuf {
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn run_dir(root: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 fn cells(dir: &Path) -> Vec<(String, String, String)> {

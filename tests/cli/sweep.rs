@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::{bin, repo};
+use super::{bin, repo, run_dir};
 
 fn tiny() -> String {
     repo("tests/fixtures/tiny.toml").display().to_string()
@@ -15,17 +15,6 @@ fn stderr(out: &std::process::Output) -> String {
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The single run directory under a results root.
-fn run_dir(root: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -593,7 +593,7 @@ fn row14_resume_takes_settings_from_the_manifest_and_ignores_comments() {
     let preset = root.path().join("p.toml");
     std::fs::copy(tiny(), &preset).unwrap();
     let out = bin()
-        .args(["sweep", "--quiet", "--quick", "--requests", "300"])
+        .args(["sweep", "--quiet", "--quick", "--requests", "3000"])
         .arg(&preset)
         .args(["--time-budget", "1s", "--out"])
         .arg(root.path().join("r"))
