@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,7 +31,9 @@ use crate::workload::TokenSpace;
 
 /// `[engine] kind = "fake"` (hidden): request i's tokens arrive every `tick_ms` after its
 /// arrival, lanes of `concurrency` requests in closed loop; nothing sleeps, so CLI tests of
-/// everything around the engine are instant and deterministic.
+/// everything around the engine are instant and deterministic. `jitter` adds seeded noise
+/// (a per-run speed factor and a smaller per-token one) so statistical tests of `compare` get a
+/// known noise distribution instead of the shared machine's.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FakeTable {
@@ -41,6 +45,11 @@ pub struct FakeTable {
     pub vocab_size: Option<u32>,
     /// Fail every run with this message (tests of failed cells).
     pub fail: Option<String>,
+    /// Relative noise, 0 ≤ jitter ≤ 0.5 (default 0): each run's ticks are scaled by a factor
+    /// drawn uniformly from 1 ± jitter, and each token's by 1 ± jitter/4.
+    pub jitter: Option<f64>,
+    /// Seed of the jitter's RNG (default 0); recorded in the engine details.
+    pub jitter_seed: Option<u64>,
 }
 
 /// A parsed `[engine]` table.
@@ -143,6 +152,13 @@ impl EngineConfig {
                     if !(ms.is_finite() && ms > 0.0 && ms <= 1000.0) {
                         return Err(format!(
                             "[engine] tick_ms = {ms} is out of range: give (0, 1000]"
+                        ));
+                    }
+                }
+                if let Some(j) = t.jitter {
+                    if !(j.is_finite() && (0.0..=0.5).contains(&j)) {
+                        return Err(format!(
+                            "[engine] jitter = {j} is out of range: give [0, 0.5]"
                         ));
                     }
                 }
@@ -314,6 +330,9 @@ impl EngineFactory {
             EngineConfig::Fake(t) => Ok(Box::new(FakeEngine {
                 tick_ns: (t.tick_ms.unwrap_or(1.0) * 1e6) as u64,
                 fail: t.fail.clone(),
+                jitter: t.jitter.unwrap_or(0.0),
+                jitter_seed: t.jitter_seed.unwrap_or(0),
+                rng: ChaCha8Rng::seed_from_u64(t.jitter_seed.unwrap_or(0)),
             })),
             EngineConfig::Endpoint(t) => {
                 let api_key = match &t.api_key_env {
@@ -655,6 +674,22 @@ pub fn finish_stage(stage: &Path, cell_dir: &Path) -> std::io::Result<()> {
 struct FakeEngine {
     tick_ns: u64,
     fail: Option<String>,
+    jitter: f64,
+    jitter_seed: u64,
+    /// One stream per engine, so successive runs (warm-up, repeats) draw different factors.
+    rng: ChaCha8Rng,
+}
+
+impl FakeEngine {
+    /// A factor uniform in 1 ± `spread`.
+    fn factor(&mut self, spread: f64) -> f64 {
+        if spread == 0.0 {
+            return 1.0;
+        }
+        // 53 random bits → a uniform in [0, 1).
+        let u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        1.0 + spread * (2.0 * u - 1.0)
+    }
 }
 
 impl Engine for FakeEngine {
@@ -662,7 +697,11 @@ impl Engine for FakeEngine {
         EngineInfo {
             kind: "fake".into(),
             version: "1".into(),
-            details: BTreeMap::from([("tick_ns".into(), json!(self.tick_ns))]),
+            details: BTreeMap::from([
+                ("tick_ns".into(), json!(self.tick_ns)),
+                ("jitter".into(), json!(self.jitter)),
+                ("jitter_seed".into(), json!(self.jitter_seed)),
+            ]),
         }
     }
 
@@ -685,14 +724,19 @@ impl Engine for FakeEngine {
         };
         let mut lane_free = vec![0u64; lanes];
         let mut traces = Vec::with_capacity(requests.len());
+        let run_tick = self.tick_ns as f64 * self.factor(self.jitter);
         for (i, r) in requests.iter().enumerate() {
             let lane = i % lanes;
             let arrival = match load {
                 LoadSpec::Open { arrivals_s } => (arrivals_s[i] * 1e9) as u64,
                 LoadSpec::Closed { .. } => lane_free[lane],
             };
-            let token_ns: Vec<u64> = (1..=r.output_tokens as u64)
-                .map(|k| arrival + k * self.tick_ns)
+            let mut at = arrival;
+            let token_ns: Vec<u64> = (0..r.output_tokens)
+                .map(|_| {
+                    at += (run_tick * self.factor(self.jitter / 4.0)).round().max(1.0) as u64;
+                    at
+                })
                 .collect();
             let fin = token_ns.last().copied().unwrap_or(arrival);
             lane_free[lane] = fin;
