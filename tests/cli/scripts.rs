@@ -26,7 +26,9 @@ fn nightly_runs_end_to_end_and_exits_zero_for_the_same_binary() {
     let summary = out.path().join("step_summary.md");
     let o = clean_env(&mut Command::new("bash"))
         .arg(repo("scripts/nightly.sh"))
-        .args(["--baseline", binary(), "--candidate", binary(), "--out"])
+        .args(["--baseline", binary(), "--candidate", binary(), "--preset"])
+        .arg(repo("tests/fixtures/fake_nightly.toml"))
+        .arg("--out")
         .arg(out.path().join("n"))
         .env("GITHUB_STEP_SUMMARY", &summary)
         .output()
