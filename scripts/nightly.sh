@@ -9,7 +9,8 @@
 #   scripts/nightly.sh --baseline BIN|COMMIT --candidate BIN|COMMIT [options] [-- COMPARE_ARGS...]
 #
 # BASELINE / CANDIDATE: a ferrum-bench executable (its built-in reference engine is the engine
-# under test), or a git commit-ish of this repository, which is built in a temporary worktree.
+# under test), or a git commit-ish of this repository, which is built in a temporary worktree
+# (binary kept in DIR/build/bin/; cargo target dir DIR/build/target, or $NIGHTLY_TARGET_DIR).
 #
 # Options:
 #   --preset FILE        preset to run (default: tests/fixtures/compare_ab.toml, ~2 s per run)
@@ -72,8 +73,10 @@ build_dir="$out/build"
 # shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
   local w
-  for w in "$build_dir"/*/; do
-    [[ -d "$w" ]] && git -C "$repo_root" worktree remove --force "$w" >/dev/null 2>&1
+  for w in "$build_dir"/baseline-*/ "$build_dir"/candidate-*/; do
+    if [[ -d "$w" ]]; then
+      git -C "$repo_root" worktree remove --force "$w" >/dev/null 2>&1 || true
+    fi
   done
   return 0
 }
@@ -91,13 +94,21 @@ resolve() {
     echo "error: --$name '$spec' is neither an executable nor a commit of $repo_root" >&2
     exit 2
   fi
-  local tree="$build_dir/$name-$sha"
-  if [[ ! -x "$tree/target/release/ferrum-bench" ]]; then
+  # Built binaries are kept under DIR/build/bin, so a rerun with the same --out builds nothing;
+  # both commits share one cargo target dir, so dependencies compile once.
+  local bin="$build_dir/bin/ferrum-bench-$sha"
+  if [[ ! -x "$bin" ]]; then
+    local tree="$build_dir/$name-$sha"
     rm -rf "$tree"
     git -C "$repo_root" worktree add --detach "$tree" "$sha" >&2
-    (cd "$tree" && cargo build --release --quiet >&2)
+    mkdir -p "$build_dir/bin"
+    (cd "$tree" && CARGO_TARGET_DIR="${NIGHTLY_TARGET_DIR:-$build_dir/target}" \
+      cargo build --release --quiet >&2)
+    cp "${NIGHTLY_TARGET_DIR:-$build_dir/target}/release/ferrum-bench" "$bin.tmp"
+    mv "$bin.tmp" "$bin"
+    git -C "$repo_root" worktree remove --force "$tree" >/dev/null 2>&1 || true
   fi
-  echo "$tree/target/release/ferrum-bench"
+  echo "$bin"
 }
 
 base_bin=$(resolve baseline "$baseline")
