@@ -15,9 +15,8 @@
 //! It also times the per-invocation reading that `--resume` does (manifest + status log with one
 //! line per cell, and the scan of completed cells), per cell, at both sizes.
 
-use std::cell::RefCell;
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrum_bench::engine::{
@@ -60,7 +59,7 @@ impl Clock {
 
 /// Every request finishes at once with its tokens at virtual 1 ms steps.
 struct InstantEngine {
-    clock: Rc<RefCell<Clock>>,
+    clock: Arc<Mutex<Clock>>,
 }
 
 impl Engine for InstantEngine {
@@ -104,25 +103,25 @@ impl Engine for InstantEngine {
             counters: Default::default(),
             steps: Vec::new(),
         };
-        self.clock.borrow_mut().inside += t.elapsed();
+        self.clock.lock().expect("clock").inside += t.elapsed();
         Ok(out)
     }
 }
 
 struct Backend {
-    clock: Rc<RefCell<Clock>>,
+    clock: Arc<Mutex<Clock>>,
 }
 
 impl CellBackend for Backend {
     fn resolve(&mut self, cell: &Cell) -> Result<ResolvedCell, String> {
         let t = Instant::now();
-        self.clock.borrow_mut().next_iteration(t);
+        self.clock.lock().expect("clock").next_iteration(t);
         let r = ResolvedCell {
             effective_config_json: format!("{{\"cell\":\"{}\"}}\n", cell.name),
             decision_trace_jsonl: "{\"selection\":\"bench\"}\n".into(),
             tokens: tokens(),
         };
-        self.clock.borrow_mut().inside += t.elapsed();
+        self.clock.lock().expect("clock").inside += t.elapsed();
         Ok(r)
     }
 
@@ -209,7 +208,7 @@ fn reset_from(s: &mut Sweep, from: usize) {
 
 /// Run the sweep loop over every pending cell; returns per-cell bookkeeping times.
 fn run_loop(s: &mut Sweep, run: &RunSettings) -> Vec<Duration> {
-    let clock = Rc::new(RefCell::new(Clock::default()));
+    let clock = Arc::new(Mutex::new(Clock::default()));
     let mut backend = Backend {
         clock: clock.clone(),
     };
@@ -231,7 +230,7 @@ fn run_loop(s: &mut Sweep, run: &RunSettings) -> Vec<Duration> {
     assert_eq!(summary.failed, 0, "{summary:?}");
     // The last iteration ends where the loop's final checkpoint begins; it is not counted (its
     // end is not observable from the backend), so n cells give n − 1 samples.
-    let samples = clock.borrow().samples.clone();
+    let samples = clock.lock().expect("clock").samples.clone();
     samples
 }
 
