@@ -5,9 +5,11 @@ For each case a mock server is started with a known TTFT/ITL, `ferrum-bench run`
 through `[engine] kind = "endpoint"` (completions, token-id prompts: no tokenizer cost), and the
 script reports streamed tokens/s, TTFT and ITL error at p50/p99 (measured minus configured) and
 harness CPU per 1,000 streamed tokens (user+sys of the ferrum-bench process, from rusage; this
-includes start-up and result writing, so it is an upper bound). Run from the repository root:
+includes start-up and result writing, so it is an upper bound), the mock server's CPU per
+1,000 tokens (where the rest of the machine's time goes), and the 1-minute load average before
+and after each case (the machine may be shared). Run from the repository root:
 
-    cargo build --release && python3 scripts/bench_client.py [--binary target/release/ferrum-bench]
+    cargo build --release && python3 scripts/bench_client.py [--binary target/release/ferrum-bench] [--mock-threads 2]
 
 It is a benchmark, not a test: it prints a table and asserts nothing.
 """
@@ -28,9 +30,15 @@ CASES = [
 ]
 
 
-def start_mock(binary, ttft, itl):
+def load1():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def start_mock(binary, ttft, itl, threads):
     p = subprocess.Popen(
-        [binary, "mock-server", "--port", "0", "--ttft-ms", str(ttft), "--itl-ms", str(itl)],
+        [binary, "mock-server", "--port", "0", "--ttft-ms", str(ttft), "--itl-ms", str(itl),
+         "--threads", str(threads)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -39,8 +47,9 @@ def start_mock(binary, ttft, itl):
     return p, int(line.strip().rsplit(":", 1)[1])
 
 
-def run_case(binary, label, c, ttft, itl, requests, out_tokens, repeats):
-    mock, port = start_mock(binary, ttft, itl)
+def run_case(binary, label, c, ttft, itl, requests, out_tokens, repeats, mock_threads):
+    load_before = load1()
+    mock, port = start_mock(binary, ttft, itl, mock_threads)
     try:
         with tempfile.TemporaryDirectory() as d:
             preset = os.path.join(d, "p.toml")
@@ -79,6 +88,8 @@ concurrency = {c}
     finally:
         mock.kill()
         mock.wait()
+    mock_rusage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mock_cpu = (mock_rusage.ru_utime - after.ru_utime) + (mock_rusage.ru_stime - after.ru_stime)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     reps = stats["repeats"]
     tokens = sum(x["output_tokens"] for x in reps)
@@ -91,6 +102,8 @@ concurrency = {c}
         "itl_p99_err": [x["itl_ms"]["p99"] - itl for x in reps],
         "failed": sum(x["failed"] for x in reps),
         "cpu_ms_per_1k": 1000.0 * cpu / max(tokens, 1) * 1000.0,
+        "mock_cpu_ms_per_1k": 1000.0 * mock_cpu / max(tokens, 1) * 1000.0,
+        "load": f"{load_before:.1f} → {load1():.1f}",
     }
     return row
 
@@ -105,16 +118,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="target/release/ferrum-bench")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--mock-threads", type=int, default=2)
     a = ap.parse_args()
-    print("| case | streamed tok/s | TTFT p50 err ms | TTFT p99 err ms | ITL p50 err ms | ITL p99 err ms | failed | harness CPU ms / 1k tok |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| case | streamed tok/s | TTFT p50 err ms | TTFT p99 err ms | ITL p50 err ms | ITL p99 err ms | failed | harness CPU ms / 1k tok | mock CPU ms / 1k tok | load avg (1 min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for case in CASES:
-        row = run_case(a.binary, *case, a.repeats)
+        row = run_case(a.binary, *case, a.repeats, a.mock_threads)
         if row is None:
             continue
         print(
             f"| {row['label']} | {fmt(row['tok_s'], 0)} | {fmt(row['ttft_p50_err'])} | {fmt(row['ttft_p99_err'])} "
-            f"| {fmt(row['itl_p50_err'])} | {fmt(row['itl_p99_err'])} | {row['failed']} | {row['cpu_ms_per_1k']:.1f} |",
+            f"| {fmt(row['itl_p50_err'])} | {fmt(row['itl_p99_err'])} | {row['failed']} | {row['cpu_ms_per_1k']:.1f} "
+            f"| {row['mock_cpu_ms_per_1k']:.1f} | {row['load']} |",
             flush=True,
         )
 

@@ -153,11 +153,12 @@ pub fn prepare(choices: &Choices) -> Result<Prepared, Error> {
     let (sweep_table, sweep_file, sweep_text) = if choices.single_cell {
         (SweepTable::default(), None, None)
     } else if let Some(path) = &choices.sweep_file {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
             action: "read sweep file",
             path: path.display().to_string(),
             source,
         })?;
+        let text = crate::preset::utf8_text(path, bytes)?;
         let table = SweepTable::from_file_text(&text)
             .map_err(|err| Error::Usage(format!("{}: {err}", path.display())))?;
         (

@@ -253,13 +253,49 @@ struct FeatureTable {
     fa2_direct_ffi: Option<bool>,
 }
 
+/// The file's bytes as text, or a one-line error naming the file, the line, the column and the
+/// byte offset of the first invalid UTF-8 sequence (TOML files must be UTF-8; a preset saved as
+/// Latin-1 or UTF-16 is the usual cause).
+pub fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String, PresetError> {
+    String::from_utf8(bytes).map_err(|err| {
+        let bytes = err.as_bytes();
+        let at = err.utf8_error().valid_up_to();
+        let before = &bytes[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        // Columns count characters; the prefix up to `at` is valid UTF-8 by construction.
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        let bad_len = err.utf8_error().error_len().unwrap_or(bytes.len() - at);
+        let shown: Vec<String> = bytes[at..at + bad_len.clamp(1, 4)]
+            .iter()
+            .map(|b| format!("0x{b:02X}"))
+            .collect();
+        PresetError::Syntax {
+            path: path.display().to_string(),
+            line,
+            column,
+            message: format!(
+                "not valid UTF-8: byte offset {at} holds {}; save the file as UTF-8",
+                shown.join(" ")
+            ),
+        }
+    })
+}
+
 impl Preset {
     /// Load and validate a preset file (knob names are checked when it is resolved).
     pub fn load(path: &Path) -> Result<Preset, PresetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PresetError::Read {
+        let bytes = std::fs::read(path).map_err(|source| PresetError::Read {
             path: path.display().to_string(),
             source,
         })?;
+        let text = utf8_text(path, bytes)?;
         Self::parse(path, &text)
     }
 

@@ -50,6 +50,14 @@ pub struct Args {
     /// File copied to --effective-config-json.
     #[arg(long)]
     pub effective_config_source: Option<PathBuf>,
+    /// Append one JSON line per completion request to this file: arrival index, route and the
+    /// x-ferrum-benchmark-* correlation headers received.
+    #[arg(long)]
+    pub request_log: Option<PathBuf>,
+    /// Worker threads (1..=64; 1 = a single-threaded server). More threads raise the mock's
+    /// ceiling for client benchmarks at high concurrency.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 fn ms(flag: &str, v: f64, max: f64) -> Result<Duration, Error> {
@@ -67,6 +75,12 @@ pub fn run(args: Args) -> Result<i32, Error> {
         return Err(Error::Usage(format!(
             "--tokens-per-chunk {} is out of range: give 1..=4096",
             args.tokens_per_chunk
+        )));
+    }
+    if !(1..=64).contains(&args.threads) {
+        return Err(Error::Usage(format!(
+            "--threads {} is out of range: give 1..=64",
+            args.threads
         )));
     }
     if !(0.0..=1.0).contains(&args.fail_rate) {
@@ -112,6 +126,8 @@ pub fn run(args: Args) -> Result<i32, Error> {
         env_dump: args.env_dump,
         effective_config_json: args.effective_config_json,
         effective_config_source: args.effective_config_source,
+        request_log: args.request_log,
+        threads: args.threads,
     };
     mock_server::serve(cfg, |addr| {
         let mut out = std::io::stdout().lock();

@@ -498,7 +498,11 @@ impl EngineFactory {
             version,
             details,
         };
-        Ok(ServerEngine { http, process })
+        Ok(ServerEngine {
+            http,
+            process,
+            health_url: format!("{base}/health"),
+        })
     }
 }
 
@@ -608,7 +612,12 @@ fn probe_version(_engine: &HttpEngine, base: &str) -> Option<String> {
 pub struct ServerEngine {
     http: HttpEngine,
     process: ServerProcess,
+    health_url: String,
 }
+
+/// How long a server whose connections failed may take to either answer `/health` again or
+/// show its exit (generous: a loaded machine can delay the exit's visibility by seconds).
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
 impl Engine for ServerEngine {
     fn info(&self) -> EngineInfo {
@@ -627,8 +636,30 @@ impl Engine for ServerEngine {
         }
         let out = self.http.run(requests, load, options, progress)?;
         // Requests that failed because the server died are not a measurement: fail the cell
-        // with the server's own last words.
-        if let Some(status) = self.process.exited() {
+        // with the server's own last words. Connection failures may come from a server whose
+        // exit is not visible yet (see `ServerProcess::settle`): then wait for it to show.
+        let connection_failures = out
+            .counters
+            .get(super::http::client::FailKind::Connection.counter())
+            .copied()
+            .unwrap_or(0.0);
+        if connection_failures > 0.0 {
+            let (rt, client) = self.http.runtime_and_client();
+            match self
+                .process
+                .settle(rt, client, &self.health_url, SETTLE_LIMIT)
+            {
+                Ok(()) => {}
+                Err(server::Settled::Exited(status)) => return Err(self.died(status)),
+                Err(server::Settled::NotAnswering(limit)) => {
+                    return Err(EngineError::Fault(format!(
+                        "server stopped answering: /health refused connections for {:.0} s after {connection_failures} request(s) failed on the connection; last lines of server.log: {}",
+                        limit.as_secs_f64(),
+                        self.process.log_tail(8)
+                    )))
+                }
+            }
+        } else if let Some(status) = self.process.exited() {
             return Err(self.died(status));
         }
         Ok(out)

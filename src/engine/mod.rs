@@ -142,6 +142,30 @@ pub struct RunOptions {
     /// Checked by the engine at every step; when raised the run ends with
     /// [`EngineError::Cancelled`].
     pub cancel: Cancel,
+    /// Which part of a repeat this run is (HTTP engines send it as a correlation header).
+    pub phase: RunPhase,
+    /// 0-based repeat index within the cell (the `repeat` of `requests.jsonl`).
+    pub repeat: u32,
+}
+
+/// The part of a repeat an engine run belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RunPhase {
+    /// Warmup requests: run, not measured.
+    Warmup,
+    /// The measured requests.
+    #[default]
+    Measured,
+}
+
+impl RunPhase {
+    /// The value of Ferrum's `x-ferrum-benchmark-phase` header: `warmup` or `measured`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunPhase::Warmup => "warmup",
+            RunPhase::Measured => "measured",
+        }
+    }
 }
 
 /// One scheduler step of an in-process engine (`steps.jsonl`), explaining *why* a cell is fast.

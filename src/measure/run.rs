@@ -11,7 +11,7 @@ use super::{
 };
 use crate::engine::{
     Cancel, Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, RequestStatus, RunOptions,
-    StepRecord,
+    RunPhase, StepRecord,
 };
 use crate::stats::Slo;
 use crate::workload::{self, TokenSpace, WorkloadError, WorkloadSpec};
@@ -173,9 +173,11 @@ pub fn run_repeats(
     stop: &Cancel,
     observer: &mut dyn FnMut(&MeasureEvent),
 ) -> Result<CellMeasurement, MeasureError> {
-    let options = RunOptions {
+    let options = |phase: RunPhase, repeat: u32| RunOptions {
         record_steps: spec.record_steps,
         cancel: stop.clone(),
+        phase,
+        repeat,
     };
     let mut repeats = Vec::with_capacity(spec.repeats as usize);
     for repeat in 0..spec.repeats {
@@ -196,7 +198,7 @@ pub fn run_repeats(
                 .run(
                     &w.warmup,
                     &spec.load.warmup_load(w.warmup.len()),
-                    &options,
+                    &options(RunPhase::Warmup, repeat),
                     &mut |_| {},
                 )
                 .map_err(|source| engine_error(repeat, "warmup", source))?;
@@ -211,9 +213,12 @@ pub fn run_repeats(
         });
         let load = spec.load.load_spec(w.measured.len(), w.seed);
         let out = engine
-            .run(&w.measured, &load, &options, &mut |e| {
-                observer(&MeasureEvent::Engine(e.clone()))
-            })
+            .run(
+                &w.measured,
+                &load,
+                &options(RunPhase::Measured, repeat),
+                &mut |e| observer(&MeasureEvent::Engine(e.clone())),
+            )
             .map_err(|source| engine_error(repeat, "measured", source))?;
         check_output(repeat, &w.measured, &out.requests)?;
         if !out.requests.is_empty() && out.requests.iter().all(|t| !t.status.is_ok()) {

@@ -22,7 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -98,6 +98,11 @@ pub struct MockConfig {
     pub effective_config_json: Option<PathBuf>,
     /// Source of the effective config the mock "writes".
     pub effective_config_source: Option<PathBuf>,
+    /// Worker threads of the server's runtime (1: a current-thread runtime).
+    pub threads: usize,
+    /// Append one JSON line per completion request here: arrival index, route and the
+    /// `x-ferrum-benchmark-*` correlation headers received (lets a client's tests check them).
+    pub request_log: Option<PathBuf>,
 }
 
 impl Default for MockConfig {
@@ -116,6 +121,8 @@ impl Default for MockConfig {
             env_dump: None,
             effective_config_json: None,
             effective_config_source: None,
+            request_log: None,
+            threads: 1,
         }
     }
 }
@@ -124,6 +131,7 @@ struct State {
     cfg: MockConfig,
     arrivals: AtomicU64,
     active: AtomicU64,
+    request_log: Option<Mutex<std::fs::File>>,
 }
 
 /// Run the server until the process is killed. `on_bound` gets the bound address.
@@ -135,10 +143,26 @@ pub fn serve(cfg: MockConfig, on_bound: impl FnOnce(SocketAddr)) -> io::Result<(
     if let (Some(dst), Some(src)) = (&cfg.effective_config_json, &cfg.effective_config_source) {
         std::fs::copy(src, dst)?;
     }
+    let request_log = match &cfg.request_log {
+        Some(path) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        )),
+        None => None,
+    };
     std::thread::sleep(cfg.startup_delay);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = if cfg.threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.threads)
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", cfg.port)).await?;
         on_bound(listener.local_addr()?);
@@ -146,6 +170,7 @@ pub fn serve(cfg: MockConfig, on_bound: impl FnOnce(SocketAddr)) -> io::Result<(
             cfg,
             arrivals: AtomicU64::new(0),
             active: AtomicU64::new(0),
+            request_log,
         });
         loop {
             let (sock, _) = listener.accept().await?;
@@ -163,6 +188,8 @@ struct Request {
     path: String,
     body: Vec<u8>,
     close: bool,
+    /// `x-ferrum-benchmark-*` headers (lower-case names), in arrival order.
+    correlation: Vec<(String, String)>,
 }
 
 async fn read_request(
@@ -178,6 +205,7 @@ async fn read_request(
     let mut length = 0usize;
     let mut close = false;
     let mut head = 0usize;
+    let mut correlation = Vec::new();
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).await? == 0 {
@@ -200,6 +228,8 @@ async fn read_request(
                 length = v.trim().parse().unwrap_or(0);
             } else if k == "connection" && v.trim().eq_ignore_ascii_case("close") {
                 close = true;
+            } else if k.starts_with("x-ferrum-benchmark-") {
+                correlation.push((k, v.trim().to_string()));
             }
         }
     }
@@ -213,6 +243,7 @@ async fn read_request(
         path,
         body,
         close,
+        correlation,
     }))
 }
 
@@ -301,10 +332,14 @@ fn prompt_tokens(body: &Value, chat: bool) -> u64 {
     }
 }
 
-async fn write_chunk(w: &mut tokio::net::tcp::OwnedWriteHalf, data: &str) -> io::Result<()> {
+/// One SSE event as an HTTP/1.1 chunk.
+fn chunk_frame(data: &str) -> Vec<u8> {
     let payload = format!("data: {data}\n\n");
-    w.write_all(format!("{:x}\r\n{payload}\r\n", payload.len()).as_bytes())
-        .await
+    format!("{:x}\r\n{payload}\r\n", payload.len()).into_bytes()
+}
+
+async fn write_chunk(w: &mut tokio::net::tcp::OwnedWriteHalf, data: &str) -> io::Result<()> {
+    w.write_all(&chunk_frame(data)).await
 }
 
 /// Serve one completion; returns whether the connection may be reused.
@@ -318,6 +353,18 @@ async fn generate(
     let t0 = Instant::now();
     let cfg = &state.cfg;
     let index = state.arrivals.fetch_add(1, Ordering::SeqCst);
+    if let Some(log) = &state.request_log {
+        let headers: serde_json::Map<String, Value> = req
+            .correlation
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let line = json!({"index": index, "path": req.path, "headers": headers}).to_string();
+        if let Ok(mut f) = log.lock() {
+            use std::io::Write;
+            let _ = writeln!(f, "{line}");
+        }
+    }
     if cfg.exit_after_requests.is_some_and(|n| index + 1 >= n) {
         eprintln!(
             "mock-server: exiting after {} requests (--exit-after-requests)",
@@ -433,6 +480,21 @@ async fn stream_tokens(
     }
     let half = max_tokens / 2;
     let mut sent = 0usize;
+    // Every full chunk of a request is the same bytes: serialize it once, not per chunk (the
+    // mock's CPU per token bounds the client benchmark's ceiling).
+    let token_frame = |n: usize| {
+        let text = "tok ".repeat(n);
+        let choice = if chat {
+            json!({"index": 0, "delta": {"content": text}, "finish_reason": null})
+        } else {
+            json!({"index": 0, "text": text, "finish_reason": null})
+        };
+        chunk_frame(
+            &json!({"id": "mock", "object": object, "model": model, "choices": [choice]})
+                .to_string(),
+        )
+    };
+    let full_frame = token_frame(per_chunk.min(max_tokens.max(1)));
     while sent < max_tokens {
         let n = per_chunk.min(max_tokens - sent);
         for k in sent..sent + n {
@@ -458,18 +520,11 @@ async fn stream_tokens(
             }
         }
         tokio::time::sleep_until(due).await;
-        let text = "tok ".repeat(n);
-        let choice = if chat {
-            json!({"index": 0, "delta": {"content": text}, "finish_reason": null})
+        if n == per_chunk {
+            w.write_all(&full_frame).await?;
         } else {
-            json!({"index": 0, "text": text, "finish_reason": null})
-        };
-        write_chunk(
-            w,
-            &json!({"id": "mock", "object": object, "model": model, "choices": [choice]})
-                .to_string(),
-        )
-        .await?;
+            w.write_all(&token_frame(n)).await?;
+        }
         sent += n;
     }
     let last = if chat {

@@ -341,3 +341,26 @@ fn unknown_knobs_from_any_source_are_errors_unless_allowed() {
         .get("FERRUM_MOE_BATCH_TRESHOLD")
         .is_some());
 }
+
+#[test]
+fn non_utf8_bytes_are_reported_with_line_column_and_byte_offset() {
+    let bytes = b"name = \"x\"\ndescription = \"caf\xE9 au lait\"\n".to_vec();
+    let e = super::utf8_text(std::path::Path::new("p.toml"), bytes)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "p.toml:2:19: not valid UTF-8: byte offset 29 holds 0xE9; save the file as UTF-8"
+    );
+    // A multi-byte character before the bad byte counts as one column.
+    let bytes = "é = 1\n".bytes().chain([0xFF, b'\n']).collect::<Vec<u8>>();
+    let e = super::utf8_text(std::path::Path::new("q.toml"), bytes)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "q.toml:2:1: not valid UTF-8: byte offset 7 holds 0xFF; save the file as UTF-8"
+    );
+    let ok = super::utf8_text(std::path::Path::new("q.toml"), "é = 1\n".into()).unwrap();
+    assert_eq!(ok, "é = 1\n");
+}

@@ -49,6 +49,39 @@ pub struct Manifest {
     /// it was recorded (those are read as they are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<super::RunIdentity>,
+    /// Cell key → position in `cells` (not serialized): keeps `set_status` O(1) so per-cell
+    /// bookkeeping does not grow with the number of cells.
+    #[serde(skip)]
+    pub(crate) cell_index: CellIndex,
+}
+
+/// A lookup cache from cell key to its position in [`Manifest::cells`]. It is a cache, not
+/// data: it is checked on every hit and rebuilt on a miss, so edits of the public `cells` vector
+/// never make it wrong; it takes no part in equality.
+#[derive(Debug, Clone, Default)]
+pub struct CellIndex(std::collections::HashMap<String, usize>);
+
+impl PartialEq for CellIndex {
+    fn eq(&self, _: &CellIndex) -> bool {
+        true
+    }
+}
+
+impl CellIndex {
+    /// Position of `key` in `cells`, rebuilding the cache when it is missing or stale.
+    pub fn position(&mut self, cells: &[CellEntry], key: &str) -> Option<usize> {
+        if let Some(&i) = self.0.get(key) {
+            if cells.get(i).is_some_and(|c| c.key == key) {
+                return Some(i);
+            }
+        }
+        self.0 = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.key.clone(), i))
+            .collect();
+        self.0.get(key).copied()
+    }
 }
 
 /// Harness identity.

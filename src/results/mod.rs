@@ -546,6 +546,7 @@ impl Manifest {
             finished_at: None,
             cells: cells.iter().map(|c| CellEntry::pending(c)).collect(),
             identity: None,
+            cell_index: Default::default(),
         }
     }
 
@@ -618,7 +619,11 @@ impl Manifest {
         status: crate::measure::CellStatus,
         reason: Option<String>,
     ) -> bool {
-        match self.cells.iter_mut().find(|c| c.key == key) {
+        match self
+            .cell_index
+            .position(&self.cells, key)
+            .and_then(|i| self.cells.get_mut(i))
+        {
             Some(c) => {
                 c.status = status;
                 c.reason = reason;

@@ -230,6 +230,76 @@ fn every_injected_failure_kind_is_a_failed_request_with_its_reason_outside_laten
     }
 }
 
+/// Every request carries Ferrum's five correlation headers: run and cell ids, the phase
+/// (`warmup` | `measured`), the 0-based repeat index and the request's 0-based index in its run.
+#[test]
+fn every_request_carries_the_ferrum_correlation_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests.log");
+    let log_arg = log.display().to_string();
+    let m = mock(&["--ttft-ms", "1", "--itl-ms", "1", "--request-log", &log_arg]);
+    let preset = write_preset(
+        dir.path(),
+        &format!("{}\n[run]\nworkload = \"random-8/2\"\nrequests = 4\nwarmup_requests = 2\nrepeats = 2\nseed = 3\nconcurrency = 2\n", endpoint(m.port, "")),
+    );
+    let out = bin()
+        .arg("run")
+        .arg(&preset)
+        .args(["--quiet", "--out"])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = run_dir(&dir.path().join("r"));
+    let run_id = run.file_name().unwrap().to_string_lossy().into_owned();
+    let (cell, _, _) = cells(&run).remove(0);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2 * (2 + 4), "{lines:?}");
+    let mut seen: std::collections::BTreeMap<(String, String), Vec<u64>> = Default::default();
+    for l in &lines {
+        let h = &l["headers"];
+        assert_eq!(h["x-ferrum-benchmark-run-id"], run_id.as_str(), "{l}");
+        assert_eq!(h["x-ferrum-benchmark-cell-id"], cell.as_str(), "{l}");
+        let key = (
+            h["x-ferrum-benchmark-phase"].as_str().unwrap().to_string(),
+            h["x-ferrum-benchmark-repeat-index"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        let index = h["x-ferrum-benchmark-request-index"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        seen.entry(key).or_default().push(index);
+    }
+    for v in seen.values_mut() {
+        v.sort_unstable();
+    }
+    let key = |p: &str, r: &str| (p.to_string(), r.to_string());
+    assert_eq!(
+        seen,
+        [
+            (key("measured", "0"), vec![0, 1, 2, 3]),
+            (key("measured", "1"), vec![0, 1, 2, 3]),
+            (key("warmup", "0"), vec![0, 1]),
+            (key("warmup", "1"), vec![0, 1]),
+        ]
+        .into_iter()
+        .collect()
+    );
+}
+
 fn server_engine(extra_args: &str, extra: &str) -> String {
     let itl = if extra_args.contains("--itl-ms") {
         ""

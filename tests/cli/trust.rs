@@ -756,3 +756,46 @@ fn smaller_items_have_clear_one_line_messages() {
     let text = String::from_utf8_lossy(&help.stdout).into_owned();
     assert!(text.contains("130") && text.contains("  5 "), "{text}");
 }
+
+/// Smaller item: a preset (or sweep file) that is not UTF-8 gets a one-line error with the file,
+/// line, column and byte offset of the first invalid byte, exit 2.
+#[test]
+fn a_non_utf8_preset_or_sweep_file_names_the_position_of_the_bad_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(tiny()).unwrap();
+    let first_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut preset = bytes[..first_line].to_vec();
+    preset.extend_from_slice(b"# caf\xE9\n");
+    preset.extend_from_slice(&bytes[first_line..]);
+    let path = dir.path().join("latin1.toml");
+    std::fs::write(&path, &preset).unwrap();
+    let out = bin().arg("resolve").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let expect = format!(
+        "{}:2:6: not valid UTF-8: byte offset {} holds 0xE9; save the file as UTF-8",
+        path.display(),
+        first_line + 5
+    );
+    assert!(err.contains(&expect), "{err}");
+
+    bytes = b"[knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [1, 2]\n\xFF\xFE\n".to_vec();
+    let sweep = dir.path().join("sweep.toml");
+    std::fs::write(&sweep, &bytes).unwrap();
+    let out = bin()
+        .args(["sweep", &tiny(), "--dry-run", "--sweep"])
+        .arg(&sweep)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:3:1: not valid UTF-8: byte offset 44 holds 0xFF",
+            sweep.display()
+        )),
+        "{err}"
+    );
+}

@@ -90,6 +90,11 @@ impl HttpEngine {
         })
     }
 
+    /// The runtime and HTTP client this engine runs on (for the server kind's health probes).
+    pub fn runtime_and_client(&self) -> (&tokio::runtime::Runtime, &reqwest::Client) {
+        (&self.rt, &self.client)
+    }
+
     /// Mutable access to the recorded info (the server kind adds version and drift).
     pub fn info_mut(&mut self) -> &mut EngineInfo {
         &mut self.info
@@ -116,6 +121,23 @@ impl HttpEngine {
             })
             .collect()
     }
+}
+
+/// Ferrum's per-run correlation headers: `x-ferrum-benchmark-phase` (`warmup` | `measured`)
+/// and `x-ferrum-benchmark-repeat-index` (0-based, the `repeat` of `requests.jsonl`). The run
+/// and cell ids come with the engine's target; `x-ferrum-benchmark-request-index` (the request's
+/// 0-based index within the run) is set per request.
+pub fn run_headers(options: &RunOptions) -> [(String, String); 2] {
+    [
+        (
+            "x-ferrum-benchmark-phase".into(),
+            options.phase.as_str().into(),
+        ),
+        (
+            "x-ferrum-benchmark-repeat-index".into(),
+            options.repeat.to_string(),
+        ),
+    ]
 }
 
 /// Per-run counters: failures by kind, output-count provenance, prompt tokens seen by the client
@@ -187,9 +209,12 @@ impl Engine for HttpEngine {
     ) -> Result<RunOutput, EngineError> {
         let prepared = self.prepare(requests)?;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let start = Instant::now();
         let cancel = options.cancel.clone();
-        let (client, target, load) = (self.client.clone(), self.target.clone(), load.clone());
+        // Per-run correlation headers on top of the engine's run and cell ids.
+        let mut target = (*self.target).clone();
+        target.headers.extend(run_headers(options));
+        let (client, target, load) = (self.client.clone(), Arc::new(target), load.clone());
+        let start = Instant::now();
         let outcomes = self.rt.block_on(async move {
             let mut driver =
                 tokio::spawn(client::drive(client, target, prepared, load, start, tx));

@@ -242,6 +242,43 @@ impl ServerProcess {
         }
     }
 
+    /// After a run in which requests failed on the connection: decide whether the server is
+    /// alive. A dying process closes its sockets (the client sees resets and refused connects at
+    /// once) *before* the kernel makes its exit visible to `try_wait`, and on a loaded machine
+    /// that gap lasts long enough for the whole remaining run to fail fast inside it. So the
+    /// exit is waited for while `/health` refuses connections: `Ok(())` when `/health` answers
+    /// (the failures were the server's answers, measured as such), `Err(status)`-style fault
+    /// when the process exits, and a "stopped answering" fault when neither happens in `limit`.
+    pub fn settle(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        client: &reqwest::Client,
+        health_url: &str,
+        limit: Duration,
+    ) -> Result<(), Settled> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return Err(Settled::Exited(status));
+            }
+            let probe = rt.block_on(async {
+                client
+                    .get(health_url)
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            });
+            if probe.is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                return Err(Settled::NotAnswering(limit));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGINT to the process group, SIGKILL after the grace period, then reap. Idempotent.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if self.stopped.is_some() {
@@ -273,6 +310,15 @@ impl ServerProcess {
         self.stopped = status;
         status
     }
+}
+
+/// Why [`ServerProcess::settle`] found the server gone.
+#[derive(Debug, Clone, Copy)]
+pub enum Settled {
+    /// The process exited with this status.
+    Exited(ExitStatus),
+    /// The process is alive but `/health` refused connections for this long.
+    NotAnswering(Duration),
 }
 
 impl Drop for ServerProcess {
@@ -320,6 +366,74 @@ mod tests {
             "/r/c/server_decision_trace.jsonl"
         );
         assert_eq!(p.apply("{cell_dir}/x"), "/r/c/x");
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        ["/bin/sh", "-c", script]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// The race behind a once-flaky CLI test: every connection already fails while the process
+    /// has not exited yet. `settle` must wait for the exit rather than call the server alive.
+    #[test]
+    fn settle_waits_for_an_exit_that_is_not_visible_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = ServerProcess::launch(
+            &sh("sleep 0.3; echo dying; exit 3"),
+            dir.path(),
+            &[],
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        // Nothing listens on this port: /health is refused, as for a server in its exit.
+        let port = free_port().unwrap();
+        let rt = super::super::runtime().unwrap();
+        let client = super::super::http_client(1).unwrap();
+        assert!(p.exited().is_none());
+        let url = format!("http://127.0.0.1:{port}/health");
+        match p.settle(&rt, &client, &url, Duration::from_secs(30)) {
+            Err(Settled::Exited(status)) => assert_eq!(status.code(), Some(3)),
+            other => panic!("expected the exit, got {other:?}"),
+        }
+        assert!(p.log_tail(1).contains("dying"));
+    }
+
+    #[test]
+    fn settle_reports_a_live_server_and_one_that_stopped_answering() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = ServerProcess::launch(
+            &sh("exec sleep 30"),
+            dir.path(),
+            &[],
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let rt = super::super::runtime().unwrap();
+        let client = super::super::http_client(1).unwrap();
+        // Alive and answering (any HTTP status counts as an answer).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let answer = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).unwrap();
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+        });
+        assert!(p
+            .settle(&rt, &client, &url, Duration::from_secs(30))
+            .is_ok());
+        answer.join().unwrap();
+        // Alive but refusing connections: a fault after the limit.
+        let url = format!("http://127.0.0.1:{}/health", free_port().unwrap());
+        match p.settle(&rt, &client, &url, Duration::from_millis(100)) {
+            Err(Settled::NotAnswering(_)) => {}
+            other => panic!("expected not answering, got {other:?}"),
+        }
+        p.stop();
     }
 
     #[test]
