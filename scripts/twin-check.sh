@@ -216,7 +216,7 @@ reference_csv=$(run_sweep reference)
 
 python3 - "$real_csv" "$reference_csv" "$(basename "$model")" "$("$ferrum" --version 2>/dev/null | head -n 1 || true)" \
   "$workload" "$concurrency" "$requests" "$repeats" >"$out/twin.md" <<'PY'
-import csv, itertools, math, sys
+import csv, itertools, json, math, os, sys
 
 real_csv, ref_csv, model, ferrum_version, workload, conc, requests, repeats = sys.argv[1:9]
 KNOBS = ("FERRUM_MOE_BATCH_THRESHOLD", "FERRUM_PAGED_MAX_SEQS")
@@ -227,7 +227,9 @@ def load(path):
         key = tuple(int(r[k]) for k in KNOBS)
         if r["status"] != "completed" or not r["output_tok_s_mean"]:
             sys.exit(f"error: {path}: cell {r['cell']} is {r['status']} ({r['reason']}): no throughput to compare")
-        rows[key] = (float(r["output_tok_s_mean"]), r["output_tok_s_ci95"], int(r["repeats"]))
+        stats = os.path.join(os.path.dirname(path), "cells", r["cell"], "stats.json")
+        agg = json.load(open(stats))["aggregate"]["output_tokens_per_s"]
+        rows[key] = (float(r["output_tok_s_mean"]), r["output_tok_s_ci95"], int(r["repeats"]), agg["min"], agg["max"])
     return rows
 
 real, ref = load(real_csv), load(ref_csv)
@@ -290,10 +292,12 @@ ratios = [b / a for a, b in zip(x, y)]
 geo = math.exp(sum(math.log(r) for r in ratios) / n)
 
 def cell(v):
-    mean, ci, reps = v
-    return f"{mean:.1f} ± {float(ci):.1f}" if ci else f"{mean:.1f} (n={reps}, no CI)"
+    """mean ± 95 % CI half-width, or mean [min–max of the repeats] below 3 repeats (no CI)."""
+    mean, ci, reps, lo, hi = v
+    return f"{mean:.1f} ± {float(ci):.1f}" if ci else f"{mean:.1f} [{lo:.1f}–{hi:.1f}]"
 
 print(f"Twin check: {model}, {workload} at c={conc}, {requests} requests × {repeats} repeats per cell")
+print("(output tok/s: mean ± 95 % CI, or mean [min–max of the repeats] with fewer than 3 repeats)")
 print(f"real engine: {ferrum_version or 'ferrum'} (`serve`, one server per cell) · reference engine: ferrum-bench's in-process model of Ferrum's serving mechanics, same shape (not Ferrum)")
 print()
 print("| FERRUM_MOE_BATCH_THRESHOLD | FERRUM_PAGED_MAX_SEQS | real ferrum output tok/s | rank | reference engine output tok/s | rank | reference / real |")
