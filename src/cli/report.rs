@@ -1,7 +1,7 @@
 //! `ferrum-bench report`: the self-contained HTML report of a run directory, and the
 //! `--no-report` option with which `sweep` and `run` write it when they finish.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::orchestrate::Outcome;
@@ -33,6 +33,12 @@ pub fn run(args: Args) -> Result<i32, Error> {
             "--force applies to --compare BASE CAND only (a run's report compares nothing)".into(),
         ));
     }
+    // A bare file name has an empty parent, which the atomic writer cannot open to sync: name
+    // the working directory explicitly.
+    let out = args.out.map(|p| match p.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new(".").join(p),
+        _ => p,
+    });
     let path = match (&args.compare, &args.run_dir) {
         (Some(sides), _) => {
             let opts = crate::compare::CompareOptions {
@@ -40,11 +46,11 @@ pub fn run(args: Args) -> Result<i32, Error> {
                 ..Default::default()
             };
             let report = crate::compare::compare_paths(&sides[0], &sides[1], &opts)?;
-            let path = args.out.unwrap_or_else(|| PathBuf::from("compare.html"));
+            let path = out.unwrap_or_else(|| Path::new(".").join("compare.html"));
             html::write_compare_report(&report, &path)?;
             path
         }
-        (None, Some(dir)) => html::write_report(dir, args.out.as_deref())?,
+        (None, Some(dir)) => html::write_report(dir, out.as_deref())?,
         (None, None) => {
             return Err(Error::Usage(
                 "report needs a run directory, or --compare BASE CAND".into(),

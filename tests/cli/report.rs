@@ -363,6 +363,24 @@ fn report_compare_renders_verdicts_cis_and_drift_in_headless_chromium() {
         "drift shown"
     );
     assert_eq!(count(&html, "<section class=\"pair\""), 1);
+    // Without --out: compare.html in the working directory.
+    let o = bin()
+        .current_dir(root.path())
+        .args(["report", "--compare"])
+        .arg(&base)
+        .arg(&cand)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("compare.html")).unwrap(),
+        html
+    );
     // Bad input: a missing side is exit 2 naming it; --force needs --compare.
     let o = bin()
         .args(["report", "--compare"])

@@ -251,9 +251,10 @@ pub fn render_compare(r: &CompareReport) -> String {
     }
     let _ = write!(
         out,
-        "</tbody></table><p class=\"note\">Verdict rule: Welch's t-test at α = {}, relative change with a 95 % CI (delta method). <strong>regressed</strong> (▲) only when p &lt; α and the whole CI lies beyond the metric's threshold in the bad direction; <strong>improved</strong> (■) symmetrically; <strong>unchanged</strong> (●) when the whole CI lies within ±threshold; else <strong>inconclusive</strong> (◆).</p></header>\n",
+        "</tbody></table><p class=\"note\">Verdict rule: Welch's t-test at α = {}, relative change with a 95 % CI (delta method). <strong>regressed</strong> (▲) only when p &lt; α and the whole CI lies beyond the metric's threshold in the bad direction; <strong>improved</strong> (■) symmetrically; <strong>unchanged</strong> (●) when the whole CI lies within ±threshold; else <strong>inconclusive</strong> (◆).</p></header>",
         r.alpha
     );
+    out.push('\n');
     out.push_str("<nav>");
     for (i, p) in r.pairs.iter().enumerate() {
         let _ = write!(out, "<a href=\"#pair-{i}\">{}</a> · ", esc(&p.name));

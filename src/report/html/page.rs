@@ -314,7 +314,7 @@ fn pareto_section(out: &mut String, run: &RunData, ranking: &Ranking) {
     }
     out.push_str("<p class=\"note\">A cell is on the front when no other cell has both higher throughput and lower latency. Numbers are ranks.</p><div class=\"row\">");
     for axis in PARETO_AXES {
-        let (svg, front) = charts::pareto_scatter(&axis, &points);
+        let (svg, front) = charts::pareto_scatter(axis, &points);
         let _ = write!(
             out,
             "<figure>{svg}<figcaption>Pareto front against {}: rank{} {}</figcaption></figure>",
