@@ -1,11 +1,12 @@
 //! The one list of metrics a user sees: name, unit, which direction is better, and where each
-//! value lives in the stored statistics. The summary table's ranking, `compare`, its exporters,
-//! and (later) `tune` and the HTML report all read metrics through [`METRICS`], so a metric is
-//! named, united and judged the same way everywhere.
+//! value lives in the stored statistics. The summary table's ranking, `summary.csv`, `compare`,
+//! its exporters, the HTML report (and `tune`) all read metrics through [`METRICS`], so a metric
+//! is named, united and judged the same way everywhere.
 
 use serde::Serialize;
 
 use crate::measure::CellAggregate;
+use crate::results::StatsFile;
 use crate::stats::Aggregate;
 
 /// Which way a metric improves.
@@ -38,6 +39,9 @@ pub const DEFAULT_LATENCY_THRESHOLD: f64 = 0.05;
 pub struct Metric {
     /// Stable identifier used on the command line (`--threshold tpot_p99=8%`) and in exports.
     pub name: &'static str,
+    /// The field of `stats.json`'s `aggregate` that holds it (`ttft_ms_median`); also the
+    /// column prefix in `summary.csv` (`ttft_ms_median_mean`, `ttft_ms_median_ci95`).
+    pub field: &'static str,
     /// Short human label for tables.
     pub label: &'static str,
     /// Unit (`tok/s`, `req/s`, `ms`).
@@ -56,6 +60,41 @@ impl Metric {
     /// The metric's across-repeat aggregate in a cell's stored statistics.
     pub fn aggregate<'a>(&self, a: &'a CellAggregate) -> Option<&'a Aggregate> {
         (self.accessor)(a)
+    }
+
+    /// The metric's aggregate in a cell's `stats.json`.
+    pub fn of<'a>(&self, stats: &'a StatsFile) -> Option<&'a Aggregate> {
+        (self.accessor)(&stats.aggregate)
+    }
+
+    /// The mean over repeats for a cell, if it has one.
+    pub fn mean(&self, stats: &StatsFile) -> Option<f64> {
+        self.of(stats).map(|a| a.mean)
+    }
+
+    /// `mean ± ci unit`, or `mean unit (no CI, n=…)`, or `–` without a value.
+    pub fn format(&self, stats: &StatsFile) -> String {
+        match self.of(stats) {
+            Some(a) => match a.ci95.half_width() {
+                Some(h) => format!(
+                    "{:.*} ± {:.*} {}",
+                    self.decimals, a.mean, self.decimals, h, self.unit
+                ),
+                None => format!(
+                    "{:.*} {} (no CI, n={})",
+                    self.decimals, a.mean, self.unit, a.n
+                ),
+            },
+            None => "–".to_string(),
+        }
+    }
+
+    /// True when value `a` is better than value `b` for this metric.
+    pub fn better(&self, a: f64, b: f64) -> bool {
+        match self.direction {
+            Direction::HigherIsBetter => a > b,
+            Direction::LowerIsBetter => a < b,
+        }
     }
 
     /// The default relative threshold for this metric's kind.
@@ -77,10 +116,22 @@ impl Metric {
     }
 }
 
+/// Output tokens per second: the objective cells are ranked by.
+pub const OUTPUT_TOK_S: &Metric = &METRICS[0];
+/// Median time to first token.
+pub const TTFT_P50: &Metric = &METRICS[4];
+/// Median time per output token.
+pub const TPOT_P50: &Metric = &METRICS[6];
+/// Median inter-token latency.
+pub const ITL_P50: &Metric = &METRICS[8];
+/// Median end-to-end latency.
+pub const E2E_P50: &Metric = &METRICS[10];
+
 /// Every metric, in display order. The first is the ranking metric.
 pub const METRICS: &[Metric] = &[
     Metric {
         name: "output_tok_s",
+        field: "output_tokens_per_s",
         label: "output tok/s",
         unit: "tok/s",
         direction: Direction::HigherIsBetter,
@@ -90,6 +141,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "total_tok_s",
+        field: "total_tokens_per_s",
         label: "total tok/s",
         unit: "tok/s",
         direction: Direction::HigherIsBetter,
@@ -99,6 +151,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "request_rps",
+        field: "request_per_s",
         label: "requests/s",
         unit: "req/s",
         direction: Direction::HigherIsBetter,
@@ -108,6 +161,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "goodput_rps",
+        field: "goodput_rps",
         label: "goodput",
         unit: "req/s",
         direction: Direction::HigherIsBetter,
@@ -117,6 +171,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "ttft_p50",
+        field: "ttft_ms_median",
         label: "TTFT p50",
         unit: "ms",
         direction: Direction::LowerIsBetter,
@@ -126,6 +181,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "ttft_p99",
+        field: "ttft_ms_p99",
         label: "TTFT p99",
         unit: "ms",
         direction: Direction::LowerIsBetter,
@@ -135,6 +191,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "tpot_p50",
+        field: "tpot_ms_median",
         label: "TPOT p50",
         unit: "ms",
         direction: Direction::LowerIsBetter,
@@ -144,6 +201,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "tpot_p99",
+        field: "tpot_ms_p99",
         label: "TPOT p99",
         unit: "ms",
         direction: Direction::LowerIsBetter,
@@ -153,6 +211,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "itl_p50",
+        field: "itl_ms_median",
         label: "ITL p50",
         unit: "ms",
         direction: Direction::LowerIsBetter,
@@ -162,6 +221,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "itl_p99",
+        field: "itl_ms_p99",
         label: "ITL p99",
         unit: "ms",
         direction: Direction::LowerIsBetter,
@@ -171,6 +231,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "e2e_p50",
+        field: "e2e_ms_median",
         label: "E2E p50",
         unit: "ms",
         direction: Direction::LowerIsBetter,
@@ -180,6 +241,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "e2e_p99",
+        field: "e2e_ms_p99",
         label: "E2E p99",
         unit: "ms",
         direction: Direction::LowerIsBetter,
@@ -218,6 +280,15 @@ mod tests {
             0.03
         );
         assert!(Metric::by_name("nope").is_none());
+        for (m, name) in [
+            (OUTPUT_TOK_S, "output_tok_s"),
+            (TTFT_P50, "ttft_p50"),
+            (TPOT_P50, "tpot_p50"),
+            (ITL_P50, "itl_p50"),
+            (E2E_P50, "e2e_p50"),
+        ] {
+            assert_eq!(m.name, name);
+        }
     }
 
     #[test]
@@ -226,5 +297,30 @@ mod tests {
         for m in METRICS {
             assert!(m.aggregate(&agg).is_none(), "{}", m.name);
         }
+    }
+
+    #[test]
+    fn fields_name_the_stats_json_aggregate_member_the_accessor_reads() {
+        // Give every aggregate a distinct mean through JSON, keyed by `field`, and read it back
+        // through the accessor: a field naming the wrong member cannot pass.
+        let mut stats: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/golden/stats.json")).unwrap();
+        let template = stats["aggregate"]["output_tokens_per_s"].clone();
+        assert!(template.is_object());
+        for (i, m) in METRICS.iter().enumerate() {
+            let mut a = template.clone();
+            a["mean"] = serde_json::json!(1000.0 + i as f64);
+            stats["aggregate"][m.field] = a;
+        }
+        let stats: StatsFile = serde_json::from_value(stats).unwrap();
+        for (i, m) in METRICS.iter().enumerate() {
+            assert_eq!(m.mean(&stats), Some(1000.0 + i as f64), "{}", m.name);
+        }
+        assert!(TTFT_P50.better(1.0, 2.0) && OUTPUT_TOK_S.better(2.0, 1.0));
+        let half = OUTPUT_TOK_S.of(&stats).unwrap().ci95.half_width().unwrap();
+        assert_eq!(
+            OUTPUT_TOK_S.format(&stats),
+            format!("1000.0 ± {half:.1} tok/s")
+        );
     }
 }

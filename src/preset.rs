@@ -30,6 +30,7 @@ use crate::config::capabilities::{
     WorkloadPriority, WorkloadProfile,
 };
 use crate::engine::factory::EngineConfig;
+use crate::engine::reference::shape::{self, ModelShape};
 use crate::sweep::{RunTable, SweepTable};
 
 /// Preset loading errors; every message names the file (and line when known) and the fix.
@@ -340,10 +341,20 @@ impl Preset {
             env.push(PresetKnob { name, value, line });
         }
         let engine = match file.engine {
-            Some(table) => Some(
-                EngineConfig::from_toml(table.get_ref())
-                    .map_err(|message| ctx.invalid(table.span(), message))?,
-            ),
+            Some(table) => {
+                let mut config = EngineConfig::from_toml(table.get_ref())
+                    .map_err(|message| ctx.invalid(table.span(), message))?;
+                // `shape_from` reads a file, so it is applied here, where the preset's own
+                // directory (the base of a relative path) is known.
+                if let EngineConfig::Reference(t) = &mut config {
+                    if let Some(from) = t.shape_from.clone() {
+                        ModelShape::load(&shape::resolve_dir(&from, path))
+                            .and_then(|s| s.apply(t, &model.architecture))
+                            .map_err(|message| ctx.invalid(table.span(), message))?;
+                    }
+                }
+                Some(config)
+            }
             None => None,
         };
         Ok(Preset {

@@ -32,11 +32,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every cell of a sweep on the full engine and write results.
-    #[command(after_help = crate::error::EXIT_CODE_HELP)]
+    /// Run every cell of a sweep on the preset's engine and write results.
+    #[command(after_help = engine_help())]
     Sweep(sweep::Args),
-    /// Run one cell (the preset plus --set) on the full engine and write results.
-    #[command(after_help = crate::error::EXIT_CODE_HELP)]
+    /// Run one cell (the preset plus --set) on the preset's engine and write results.
+    #[command(after_help = engine_help())]
     Run(run::Args),
     /// Resolve a preset into Ferrum's effective configuration and decision trace.
     Resolve(resolve::Args),
@@ -59,6 +59,14 @@ pub enum Command {
     /// Compile every CUDA kernel with NVRTC and check registers and spills with ptxas.
     #[cfg(feature = "cuda")]
     Kernels(kernels::Args),
+}
+
+/// `sweep`/`run` help epilogue: which engine runs, whose numbers they are, and the exit codes.
+fn engine_help() -> String {
+    format!(
+        "Engine: [engine] kind in the preset: `reference` (the default: ferrum-bench's in-process model of Ferrum's serving mechanics; its numbers are NOT Ferrum's), `server` (launches e.g. `ferrum serve` per cell: real Ferrum numbers) or `endpoint` (a running server). Tables, summary.md and report.html label reference-engine results as such.\n\n{}",
+        crate::error::EXIT_CODE_HELP
+    )
 }
 
 /// Parse `std::env::args`, run, print any error as one line on stderr, return the exit code.

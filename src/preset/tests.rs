@@ -364,3 +364,71 @@ fn non_utf8_bytes_are_reported_with_line_column_and_byte_offset() {
     let ok = super::utf8_text(std::path::Path::new("q.toml"), "é = 1\n".into()).unwrap();
     assert_eq!(ok, "é = 1\n");
 }
+
+#[test]
+fn shape_from_resolves_against_the_preset_directory_and_errors_name_file_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("models/tiny");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"model_type": "qwen3_moe", "hidden_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+            "vocab_size": 848, "num_experts": 4, "num_experts_per_tok": 2,
+            "moe_intermediate_size": 128, "max_position_embeddings": 4096}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("presets")).unwrap();
+    let preset_path = dir.path().join("presets/twin.toml");
+    let text = |engine: &str| {
+        format!(
+            "name = \"t\"\n[model]\nprofile = \"qwen3_30b_a3b_gptq_int4\"\n[engine]\n{engine}\n"
+        )
+    };
+    let load = |engine: &str| Preset::parse(&preset_path, &text(engine));
+    let p = load("shape_from = \"../models/tiny\"\nweight_seed = 3").unwrap();
+    let t = p
+        .engine
+        .as_ref()
+        .unwrap()
+        .reference_table()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (t.hidden_size, t.num_experts, t.weight_seed),
+        (Some(128), Some(4), Some(3))
+    );
+    let spec = crate::engine::reference::EngineSpec::resolve(Some(&t), "qwen3_moe").unwrap();
+    assert_eq!((spec.max_context_len, spec.vocab_size), (4096, 848));
+    assert_eq!(
+        spec.shape_from,
+        Some(dir.path().join("presets/../models/tiny/config.json"))
+    );
+    // An explicit key may repeat the file's value, not contradict it.
+    assert!(load("shape_from = \"../models/tiny\"\nnum_layers = 2").is_ok());
+    let e = load("shape_from = \"../models/tiny\"\nnum_layers = 4")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("twin.toml:4:") && e.contains("num_layers = 4 contradicts shape_from"),
+        "{e}"
+    );
+    let e = load("shape_from = \"missing\"").unwrap_err().to_string();
+    assert!(
+        e.contains("presets/missing/config.json") && e.contains("cannot read"),
+        "{e}"
+    );
+    // The [model] architecture must be the file's.
+    let e = Preset::parse(
+        &preset_path,
+        "name = \"t\"\n[model]\nprofile = \"qwen25_72b_gptq_int4\"\n[engine]\nshape_from = \"../models/tiny\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("model_type `qwen3_moe`"), "{e}");
+    // Only the reference engine takes a shape.
+    let e = load("kind = \"fake\"\nshape_from = \"../models/tiny\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("shape_from"), "{e}");
+}

@@ -4,6 +4,7 @@
 //! [`html`]) the self-contained `report.html`.
 
 pub mod html;
+pub mod label;
 pub mod progress;
 mod summary;
 

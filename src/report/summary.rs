@@ -8,6 +8,7 @@ use tabled::builder::Builder;
 use tabled::settings::Style;
 
 use crate::measure::{CellStatus, LoadPoint};
+use crate::metric::{Metric, E2E_P50, METRICS, OUTPUT_TOK_S, TPOT_P50, TTFT_P50};
 use crate::results::{Manifest, StatsFile};
 use crate::stats::Aggregate;
 use crate::sweep::Cell;
@@ -84,10 +85,11 @@ fn mean_ci(a: Option<&Aggregate>) -> [String; 2] {
 }
 
 /// `summary.csv`: one row per cell. Columns: `cell, key, status, reason`, one column per swept
-/// knob, `load, concurrency, request_rate, repeats`, then `<metric>_mean, <metric>_ci95` for
-/// output_tok_s, total_tok_s, request_per_s, goodput_rps, ttft_ms_median, ttft_ms_p99,
-/// tpot_ms_median, itl_ms_median, e2e_ms_median, then `output_tok_s_cv` and
-/// `unsuccessful_requests`. `_ci95` is the 95 % half-width, empty with fewer than 3 repeats.
+/// knob, `load, concurrency, request_rate, repeats`, then `<field>_mean, <field>_ci95` for every
+/// metric of the one metric list ([`crate::metric::METRICS`], in its order; `<field>` is the
+/// metric's `stats.json` aggregate field, except that output tok/s keeps its historical column
+/// name `output_tok_s`), then `output_tok_s_cv` and `unsuccessful_requests`. `_ci95` is the 95 %
+/// half-width, empty with fewer than 3 repeats.
 pub fn summary_csv(knob_names: &[String], rows: &[SummaryRow]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = ["cell", "key", "status", "reason"]
@@ -96,8 +98,8 @@ pub fn summary_csv(knob_names: &[String], rows: &[SummaryRow]) -> Result<String,
     header.extend(knob_names.iter().cloned());
     header.extend(["load", "concurrency", "request_rate", "repeats"].map(String::from));
     for m in METRICS {
-        header.push(format!("{}_mean", m.0));
-        header.push(format!("{}_ci95", m.0));
+        header.push(format!("{}_mean", csv_column(m)));
+        header.push(format!("{}_ci95", csv_column(m)));
     }
     header.extend(["output_tok_s_cv", "unsuccessful_requests"].map(String::from));
     w.write_record(&header)?;
@@ -125,7 +127,7 @@ pub fn summary_csv(knob_names: &[String], rows: &[SummaryRow]) -> Result<String,
                 .unwrap_or_default(),
         );
         for m in METRICS {
-            rec.extend(mean_ci(r.stats.as_ref().and_then(|s| (m.1)(s))));
+            rec.extend(mean_ci(r.stats.as_ref().and_then(|s| m.of(s))));
         }
         rec.push(
             r.output_tps()
@@ -147,19 +149,15 @@ pub fn summary_csv(knob_names: &[String], rows: &[SummaryRow]) -> Result<String,
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-type MetricFn = fn(&StatsFile) -> Option<&Aggregate>;
-
-const METRICS: [(&str, MetricFn); 9] = [
-    ("output_tok_s", |s| s.aggregate.output_tokens_per_s.as_ref()),
-    ("total_tok_s", |s| s.aggregate.total_tokens_per_s.as_ref()),
-    ("request_per_s", |s| s.aggregate.request_per_s.as_ref()),
-    ("goodput_rps", |s| s.aggregate.goodput_rps.as_ref()),
-    ("ttft_ms_median", |s| s.aggregate.ttft_ms_median.as_ref()),
-    ("ttft_ms_p99", |s| s.aggregate.ttft_ms_p99.as_ref()),
-    ("tpot_ms_median", |s| s.aggregate.tpot_ms_median.as_ref()),
-    ("itl_ms_median", |s| s.aggregate.itl_ms_median.as_ref()),
-    ("e2e_ms_median", |s| s.aggregate.e2e_ms_median.as_ref()),
-];
+/// The `summary.csv` column prefix of a metric: its `stats.json` field, except the first
+/// columns ever written, `output_tok_s` and `total_tok_s`, which keep their names.
+fn csv_column(m: &Metric) -> &'static str {
+    match m.field {
+        "output_tokens_per_s" => "output_tok_s",
+        "total_tokens_per_s" => "total_tok_s",
+        field => field,
+    }
+}
 
 /// `mean ± ci` with `decimals`, or `mean (no CI, n=2)` when there is no interval.
 fn fmt_agg(a: Option<&Aggregate>, decimals: usize) -> String {
@@ -219,14 +217,14 @@ fn table_rows(rows: &[SummaryRow]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     let mut ranked_rows = Vec::new();
     for (i, r) in done.iter().enumerate() {
         let s = r.stats.as_ref();
-        let agg = |f: MetricFn, d| fmt_agg(s.and_then(f), d);
+        let agg = |m: &Metric| fmt_agg(s.and_then(|s| m.of(s)), m.decimals);
         ranked_rows.push(vec![
             labels[i].clone(),
             r.name.clone(),
-            agg(METRICS[0].1, 1),
-            agg(METRICS[4].1, 1),
-            agg(METRICS[6].1, 2),
-            agg(METRICS[8].1, 1),
+            agg(OUTPUT_TOK_S),
+            agg(TTFT_P50),
+            agg(TPOT_P50),
+            agg(E2E_P50),
             s.map(|s| s.aggregate.unsuccessful_requests.to_string())
                 .unwrap_or_default(),
         ]);
@@ -263,6 +261,10 @@ const RANK_HEADER: [&str; 7] = [
 pub fn ranked_table(rows: &[SummaryRow]) -> String {
     let (ranked_rows, others) = table_rows(rows);
     let mut out = String::new();
+    if let Some(note) = rows_engine_note(rows) {
+        out.push_str(note);
+        out.push('\n');
+    }
     if ranked_rows.is_empty() {
         out.push_str("no cell completed\n");
     } else {
@@ -287,12 +289,19 @@ pub fn ranked_table(rows: &[SummaryRow]) -> String {
     out
 }
 
+/// The reference engine's label when any completed cell ran on it (see [`super::label`]).
+fn rows_engine_note(rows: &[SummaryRow]) -> Option<&'static str> {
+    rows.iter()
+        .filter_map(|r| r.stats.as_ref())
+        .find_map(|s| super::label::engine_note(&s.engine.kind))
+}
+
 /// `summary.md`: header with preset, workload, seeds and hashes, the ranked table and the other
 /// cells, as GitHub Markdown.
 pub fn summary_markdown(manifest: &Manifest, rows: &[SummaryRow]) -> String {
     let (ranked_rows, others) = table_rows(rows);
     let mut md = format!(
-        "# ferrum-bench run `{}`\n\n- preset: `{}` (`{}`)\n- workload: `{}`, {} measured + {} warmup requests per repeat, {} repeat(s), seed {}\n- workload hash: `{}`\n- harness: {} {} (`{}`)\n- host: {}, {} cores\n- started: {}, finished: {}\n\n",
+        "# ferrum-bench run `{}`\n\n- preset: `{}` (`{}`)\n- workload: `{}`, {} measured + {} warmup requests per repeat, {} repeat(s), seed {}\n- workload hash: `{}`\n- harness: {} {} (`{}`)\n- host: {}, {} cores\n- started: {}, finished: {}\n",
         manifest.run_id,
         manifest.preset.name,
         manifest.preset.hash,
@@ -310,6 +319,17 @@ pub fn summary_markdown(manifest: &Manifest, rows: &[SummaryRow]) -> String {
         manifest.started_at,
         manifest.finished_at.as_deref().unwrap_or("not finished"),
     );
+    if let Some(e) = &manifest.engine {
+        md.push_str(&format!("- engine: {} {}\n", e.kind, e.version));
+    }
+    md.push('\n');
+    if let Some(note) = manifest
+        .engine
+        .as_ref()
+        .and_then(|e| super::label::engine_note(&e.kind))
+    {
+        md.push_str(&format!("> {note}\n\n"));
+    }
     if manifest.run.repeats < crate::stats::MIN_REPEATS_FOR_CI as u32 {
         md.push_str("> ⚠ fewer than 3 repeats: no confidence intervals.\n\n");
     }
@@ -446,6 +466,32 @@ mod tests {
         // Fewer than 3 repeats: no tie marks.
         let rows = [row("a", &[100.0, 101.0]), row("b", &[99.0, 100.0])];
         assert_eq!(rank_labels(&ranked(&rows)), ["1 ★", "2"]);
+    }
+
+    #[test]
+    fn reference_engine_tables_carry_the_label_and_real_engines_do_not() {
+        let row = |kind: &str| {
+            let mut stats: StatsFile =
+                serde_json::from_str(include_str!("../../tests/golden/stats.json")).unwrap();
+            stats.engine.kind = kind.to_string();
+            SummaryRow {
+                name: "c".into(),
+                key: "c".into(),
+                status: CellStatus::Completed,
+                reason: None,
+                knobs: BTreeMap::new(),
+                load: LoadPoint::Closed { concurrency: 32 },
+                stats: Some(stats),
+            }
+        };
+        let table = ranked_table(&[row("reference")]);
+        assert_eq!(
+            table.lines().next(),
+            Some(crate::report::label::REFERENCE_NOTE)
+        );
+        let table = ranked_table(&[row("server")]);
+        assert!(!table.contains("not Ferrum"), "{table}");
+        assert!(table.starts_with('╭'), "{table}");
     }
 
     #[test]

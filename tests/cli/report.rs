@@ -189,6 +189,9 @@ fn sweep_writes_a_report_that_renders_in_headless_chromium() {
         );
     }
     assert!(dom.contains("data-engine-kind=\"reference\""));
+    // Reference-engine numbers are labelled as not Ferrum's.
+    assert_eq!(count(&dom, "<p class=\"engine-note\">"), 1);
+    assert!(dom.contains("not Ferrum"));
     // 6 cells: 2 completed, 2 skipped, 2 failed.
     assert_eq!(count(&dom, "data-chart=\"heatmap\" data-cells=\"6\""), 1);
     assert_eq!(count(&dom, "class=\"hm-cell"), 6);
@@ -291,4 +294,136 @@ fn readme_screenshot() {
     std::fs::create_dir_all(png.parent().unwrap()).unwrap();
     let (dom, log) = render_in_browser(&browser, &run.join("report.html"), &png, 1280, 1700);
     assert!(dom.contains("data-report-ready=\"1\""), "{log}");
+}
+
+/// One run of the hidden fake engine (deterministic virtual times) at `tick_ms` per token.
+fn fake_run(root: &Path, name: &str, tick_ms: u32, extra: &[&str]) -> PathBuf {
+    let preset = root.join(format!("{name}.toml"));
+    std::fs::write(
+        &preset,
+        format!("name = \"{name}\"\n[engine]\nkind = \"fake\"\ntick_ms = {tick_ms}\n[run]\nworkload = \"random-8/5\"\nrequests = 8\nwarmup_requests = 1\nrepeats = 3\nseed = 3\nconcurrency = 2\n"),
+    )
+    .unwrap();
+    let out_dir = root.join(name);
+    let o = bin()
+        .arg("run")
+        .arg(&preset)
+        .args(["--quiet", "--no-report", "--out"])
+        .arg(&out_dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    run_dir(&out_dir)
+}
+
+#[test]
+fn report_compare_renders_verdicts_cis_and_drift_in_headless_chromium() {
+    let root = tempfile::tempdir().unwrap();
+    let base = fake_run(root.path(), "base", 1, &[]);
+    // Twice as slow per token, and a knob changed: a regression with its drift beside it.
+    let cand = fake_run(
+        root.path(),
+        "cand",
+        2,
+        &["--set", "FERRUM_MOE_BATCH_THRESHOLD=64"],
+    );
+    let page = root.path().join("cmp.html");
+    let o = bin()
+        .args(["report", "--compare"])
+        .arg(&base)
+        .arg(&cand)
+        .arg("--out")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        page.display().to_string()
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    assert!(
+        html.contains("<tr data-verdict=\"regressed\"><td>output tok/s</td>"),
+        "throughput regressed"
+    );
+    assert!(
+        html.contains("entry FERRUM_MOE_BATCH_THRESHOLD"),
+        "drift shown"
+    );
+    assert_eq!(count(&html, "<section class=\"pair\""), 1);
+    // Without --out: compare.html in the working directory.
+    let o = bin()
+        .current_dir(root.path())
+        .args(["report", "--compare"])
+        .arg(&base)
+        .arg(&cand)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("compare.html")).unwrap(),
+        html
+    );
+    // Bad input: a missing side is exit 2 naming it; --force needs --compare.
+    let o = bin()
+        .args(["report", "--compare"])
+        .arg(root.path().join("nope"))
+        .arg(&cand)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
+    let o = bin()
+        .arg("report")
+        .arg(&base)
+        .arg("--force")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+
+    let Some(browser) = browser_or_skip("report_compare") else {
+        return;
+    };
+    let png = root.path().join("cmp.png");
+    let (dom, log) = render_in_browser(&browser, &page, &png, 1280, 800);
+    assert!(png.is_file() && std::fs::metadata(&png).unwrap().len() > 1000);
+    assert!(
+        dom.contains("data-report-ready=\"1\""),
+        "script ran to its end"
+    );
+    assert!(
+        dom.contains("<pre id=\"script-errors\" class=\"script-errors\"></pre>"),
+        "script errors shown in the page"
+    );
+    assert!(!log.contains("Uncaught"), "{log}");
+    assert_eq!(count(&dom, "<header id=\"compare\""), 1);
+    assert_eq!(count(&dom, "<section id=\"unmatched\""), 1);
+    // One change chart with a row per compared metric, and a verdict row per metric.
+    let rows = count(&dom, "<tr data-verdict=");
+    assert!(rows >= 5, "{rows} metric rows");
+    assert_eq!(
+        count(
+            &dom,
+            &format!("data-chart=\"change\" data-metrics=\"{rows}\"")
+        ),
+        1
+    );
+    assert_eq!(count(&dom, "<div class=\"drift\" data-drift=\"true\">"), 1);
 }

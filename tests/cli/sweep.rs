@@ -96,6 +96,17 @@ fn sweep_runs_every_cell_and_writes_every_file() {
     }
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
+    // Reference-engine numbers say whose they are, in the table and in summary.md.
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("engine: reference: ferrum-bench's model of Ferrum"),
+        "{table}"
+    );
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains("- engine: reference ") && md.contains("> engine: reference: ferrum-bench's model of Ferrum's serving mechanics, not Ferrum."),
+        "{md}"
+    );
     let manifest = json(&dir.join("manifest.json"));
     assert_eq!(manifest["seeds"]["base_seed"], 7);
     assert_eq!(manifest["engine"]["kind"], "reference");

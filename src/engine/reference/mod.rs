@@ -13,6 +13,7 @@ pub mod kv;
 pub mod layer_split;
 pub mod model;
 pub mod scheduler;
+pub mod shape;
 pub mod spec;
 pub mod weights;
 
@@ -175,6 +176,9 @@ impl Engine for ReferenceEngine {
             json!(format!("{:?}", self.knobs.admission)),
         );
         put("modelled_knobs", json!(knobs::MODELLED_KNOBS));
+        if let Some(path) = &s.shape_from {
+            put("shape_from", json!(path.display().to_string()));
+        }
         EngineInfo {
             kind: "reference".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -46,6 +46,13 @@ pub struct EngineTable {
     pub dtype: Option<String>,
     /// Where the forward runs: `auto` (default), `cpu` or `cuda`.
     pub device: Option<String>,
+    /// A model directory whose `config.json` gives the dimensions (relative paths resolve
+    /// against the preset's directory); see [`super::shape`].
+    pub shape_from: Option<String>,
+    /// The shape read from `shape_from` when the preset was loaded (its dimensions are already
+    /// copied into the fields above; kept for the context length and the record).
+    #[serde(skip)]
+    pub shape: Option<super::shape::ModelShape>,
 }
 
 impl EngineTable {
@@ -184,6 +191,8 @@ pub struct EngineSpec {
     pub rms_eps: f32,
     /// The device the forward runs on (`cpu` or `cuda`, never `auto`).
     pub device: Device,
+    /// The `config.json` the dimensions were read from (`[engine] shape_from`), if any.
+    pub shape_from: Option<std::path::PathBuf>,
 }
 
 /// Default seed of the synthetic weights.
@@ -248,6 +257,7 @@ impl EngineSpec {
                 rope_theta: 1_000_000.0,
                 rms_eps: 1e-6,
                 device: Device::Cpu,
+                shape_from: None,
             },
             // Real Qwen2.5-72B: hidden 8192, 80 layers, 64 query heads, 8 KV heads, head_dim
             // 128, dense intermediate 29568, vocab 152064, context 32768, GPTQ group 128.
@@ -274,6 +284,7 @@ impl EngineSpec {
                 rope_theta: 1_000_000.0,
                 rms_eps: 1e-6,
                 device: Device::Cpu,
+                shape_from: None,
             },
             other => {
                 return Err(EngineError::Config(format!(
@@ -291,6 +302,12 @@ impl EngineSpec {
                 "[engine] `{field}` does not apply to architecture {arch}: remove it"
             ))
         };
+        if let Some(shape) = &t.shape {
+            if let Some(len) = shape.max_context_len {
+                spec.max_context_len = len;
+            }
+            spec.shape_from = Some(shape.config_path.clone());
+        }
         if let Some(v) = t.hidden_size {
             spec.hidden_size = v;
         }

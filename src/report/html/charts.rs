@@ -5,9 +5,10 @@
 use std::fmt::Write;
 
 use super::data::{cdf_points, pareto_front, Grid};
-use super::metrics::{Direction, ReportMetric, OBJECTIVE, TPOT_P50, TTFT_P50};
 use super::svg::{c, esc, marker, num, polyline_points, Frame, Scale};
 use super::timeline::Timeline;
+use super::OBJECTIVE;
+use crate::metric::{Direction, Metric, TPOT_P50, TTFT_P50};
 use crate::results::StatsFile;
 
 /// At most this many points per CDF curve (see [`cdf_points`]).
@@ -125,7 +126,7 @@ pub fn heatmap(grid: &Grid, cells: &[HeatCell<'_>]) -> String {
                 fill
             );
             let text_class = if dark { "hm-text on-dark" } else { "hm-text" };
-            let (line1, line2) = match (mean, hc.stats.and_then(|s| (OBJECTIVE.get)(s))) {
+            let (line1, line2) = match (mean, hc.stats.and_then(|s| OBJECTIVE.of(s))) {
                 (Some(v), Some(a)) => (
                     format!("{}{}", if best { "★ " } else { "" }, num(v)),
                     a.ci95.half_width().map(|h| format!("± {}", num(h))),
@@ -199,15 +200,12 @@ pub struct ScatterPoint<'a> {
 /// Objective (y) against a latency metric (x), with 95 % CI whiskers; cells on the Pareto front
 /// are filled diamonds joined by a dashed line, the others hollow circles. Returns the SVG and
 /// the ranks on the front.
-pub fn pareto_scatter(
-    x_metric: &ReportMetric,
-    points: &[ScatterPoint<'_>],
-) -> (String, Vec<usize>) {
+pub fn pareto_scatter(x_metric: &Metric, points: &[ScatterPoint<'_>]) -> (String, Vec<usize>) {
     let xy: Vec<(f64, f64, f64, f64)> = points
         .iter()
         .map(|p| {
-            let x = (x_metric.get)(p.stats);
-            let y = (OBJECTIVE.get)(p.stats);
+            let x = x_metric.of(p.stats);
+            let y = OBJECTIVE.of(p.stats);
             (
                 x.map_or(f64::NAN, |a| a.mean),
                 y.map_or(f64::NAN, |a| a.mean),

@@ -13,16 +13,29 @@
 //! of cells, not with requests or steps (see the README for measured sizes).
 
 mod charts;
+mod compare;
 mod data;
 mod load;
-mod metrics;
 mod page;
 mod svg;
 mod timeline;
 
+pub use crate::metric::Direction;
+pub use compare::{render_compare, write_compare_report, CompareHtml};
 pub use data::{cdf_points, heatmap_grid, json_diff, pareto_front, tie_groups, Grid};
 pub use load::{load_run, CellData, RunData};
-pub use metrics::{Direction, ReportMetric, OBJECTIVE};
+
+use crate::metric::{Metric, E2E_P50, ITL_P50, OUTPUT_TOK_S, TPOT_P50, TTFT_P50};
+
+/// The objective: what the ranking, the heatmap and the Pareto charts' y axis use (the one metric
+/// list's ranking metric).
+pub const OBJECTIVE: &Metric = OUTPUT_TOK_S;
+
+/// Columns of the ranked table after the objective.
+const TABLE_COLUMNS: [&Metric; 4] = [TTFT_P50, TPOT_P50, ITL_P50, E2E_P50];
+
+/// The latency axes of the Pareto charts (throughput against each).
+const PARETO_AXES: [&Metric; 2] = [TTFT_P50, TPOT_P50];
 pub use timeline::{timeline, Bucket, Timeline};
 
 use std::path::{Path, PathBuf};
@@ -85,7 +98,7 @@ impl Ranking {
         let intervals: Vec<(f64, Option<f64>)> = order
             .iter()
             .map(|&i| {
-                let a = run.cells[i].stats.as_ref().and_then(|s| (OBJECTIVE.get)(s));
+                let a = run.cells[i].stats.as_ref().and_then(|s| OBJECTIVE.of(s));
                 (mean(i), a.and_then(|a| a.ci95.half_width()))
             })
             .collect();

@@ -5,10 +5,10 @@ use std::fmt::Write;
 use super::charts::{self, CdfSeries, HeatCell, ScatterPoint, CDF_MAX_POINTS, TIMELINE_BUCKETS};
 use super::data::{heatmap_grid, json_diff};
 use super::load::{CellData, RunData};
-use super::metrics::{OBJECTIVE, PARETO_AXES, TABLE_COLUMNS};
 use super::svg::{esc, num};
 use super::timeline::timeline;
 use super::Ranking;
+use super::{OBJECTIVE, PARETO_AXES, TABLE_COLUMNS};
 use crate::measure::CellStatus;
 
 fn status_text(s: CellStatus) -> &'static str {
@@ -72,6 +72,9 @@ fn header(out: &mut String, run: &RunData) {
                 k = esc(&e.kind),
                 v = esc(&e.version)
             );
+            if let Some(note) = crate::report::label::engine_note(&e.kind) {
+                let _ = write!(out, "<p class=\"engine-note\">{}</p>", esc(note));
+            }
         }
         None => out.push_str("<p class=\"engine-kind\" data-engine-kind=\"none\">engine: <strong>none started</strong></p>"),
     }
@@ -220,7 +223,7 @@ fn ranking_section(out: &mut String, run: &RunData, ranking: &Ranking) {
         );
         for col in std::iter::once(OBJECTIVE).chain(TABLE_COLUMNS) {
             let v = col.mean(s).map_or(String::new(), |v| v.to_string());
-            let text = match (col.get)(s) {
+            let text = match col.of(s) {
                 Some(a) => match a.ci95.half_width() {
                     Some(h) => format!("{:.*} ± {:.*}", col.decimals, a.mean, col.decimals, h),
                     None => format!("{:.*}", col.decimals, a.mean),
@@ -234,7 +237,7 @@ fn ranking_section(out: &mut String, run: &RunData, ranking: &Ranking) {
                 esc(&text)
             );
         }
-        let cv = (OBJECTIVE.get)(s).and_then(|a| a.cv);
+        let cv = OBJECTIVE.of(s).and_then(|a| a.cv);
         let _ = write!(
             out,
             "<td class=\"num\" data-v=\"{}\">{}</td><td class=\"num\" data-v=\"{u}\">{u}</td></tr>",
@@ -311,7 +314,7 @@ fn pareto_section(out: &mut String, run: &RunData, ranking: &Ranking) {
     }
     out.push_str("<p class=\"note\">A cell is on the front when no other cell has both higher throughput and lower latency. Numbers are ranks.</p><div class=\"row\">");
     for axis in PARETO_AXES {
-        let (svg, front) = charts::pareto_scatter(&axis, &points);
+        let (svg, front) = charts::pareto_scatter(axis, &points);
         let _ = write!(
             out,
             "<figure>{svg}<figcaption>Pareto front against {}: rank{} {}</figcaption></figure>",
@@ -529,7 +532,7 @@ document.getElementById('script-errors').textContent=window.__fbErrors.join('\n'
 document.documentElement.setAttribute('data-report-ready','1');
 })();"#;
 
-const CSS: &str = r#"
+pub(super) const CSS: &str = r#"
 :root{--ink:#1b1f24;--muted:#5b6570;--line:#d0d7de;--accent:#184080}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--ink);background:#fff}
@@ -551,6 +554,7 @@ table.diff td{font:12px ui-monospace,"DejaVu Sans Mono",monospace;word-break:bre
 .note{color:var(--muted);margin:4px 0 8px}.warn{font-weight:600}
 nav{margin:8px 0;padding:6px 0;border-top:1px solid var(--line);border-bottom:1px solid var(--line)}
 nav a{color:var(--accent)}
+.engine-note{margin:0 0 10px;font-size:13px;font-style:italic}
 .engine-details{font-size:12px;margin:6px 0;color:var(--muted)}
 .engine-details span{display:inline-block;margin:0 10px 0 0;word-break:break-all}.engine-details b{color:var(--ink)}
 .row{display:flex;flex-wrap:wrap;gap:8px}
