@@ -169,11 +169,7 @@ pub fn budget_runs(budget: Option<Budget>, space: &Space, prepared: &Prepared) -
                 / (space.len().max(1) as f64 * f64::from(prepared.run.repeats.max(1)));
             ((s as f64 / per_run.max(1e-3)).floor() as usize).clamp(1, MAX_BUDGET_RUNS)
         }
-        None => grid
-            .div_ceil(10)
-            .saturating_mul(3)
-            .max(FINAL_REPEATS)
-            .min(grid.max(1)),
+        None => (grid * 3 / 10).max(FINAL_REPEATS).min(grid.max(1)),
     }
 }
 
@@ -291,17 +287,18 @@ pub fn render_evaluation(
         })
     };
     let mut out = format!(
-        "Replay of a {grid_runs}-run grid, {seeds} seeds, budget {budget} runs; runs until the incumbent is first within 2 % of the grid's best feasible objective:\n\n| strategy | median runs (share of grid) | p90 runs | reached within budget | final pick within 2 % | median runs used |\n|---|---|---|---|---|---|\n"
+        "Replay of a {grid_runs}-run grid, {seeds} seeds, budget {budget} runs; runs until the incumbent is first within 2 % of the grid's best feasible objective (and until it is first in the grid's tie set: the best plus the configurations the compare rule cannot tell apart from it):\n\n| strategy | median runs (share of grid) | p90 runs | reached within budget | final pick within 2 % | median runs to the grid's tie set | final pick in the tie set |\n|---|---|---|---|---|---|---|\n"
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} % | {:.0} % | {:.0} |\n",
+            "| {} | {} | {} | {:.0} % | {:.0} % | {} | {:.0} % |\n",
             r.strategy.as_str(),
             runs(r.median_runs),
             runs(r.p90_runs),
             100.0 * r.success_rate,
             100.0 * r.final_within_rate,
-            r.median_runs_used
+            runs(r.median_runs_to_ties),
+            100.0 * r.final_in_ties_rate
         ));
     }
     out

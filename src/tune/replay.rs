@@ -182,6 +182,10 @@ pub struct EvalRow {
     pub final_within_rate: f64,
     /// Median runs used.
     pub median_runs_used: f64,
+    /// Median runs until the incumbent is first in the grid's tie set (`None`: not reached).
+    pub median_runs_to_ties: Option<f64>,
+    /// Share of seeds whose final pick is in the grid's tie set.
+    pub final_in_ties_rate: f64,
 }
 
 /// Nearest-rank percentile of values where `None` is +∞; `None` when it lands on one.
@@ -210,33 +214,42 @@ pub fn evaluate(
     eta: usize,
 ) -> Vec<EvalRow> {
     let truth = truth(values, objective);
+    let tie_set: Vec<usize> = truth
+        .incumbent()
+        .filter(|&b| truth.standing(b).feasible)
+        .map(|b| std::iter::once(b).chain(truth.ties(b)).collect())
+        .unwrap_or_default();
     kinds
         .iter()
         .map(|&kind| {
             let mut hits = Vec::new();
             let mut finals = 0usize;
             let mut used = Vec::new();
+            let mut tie_hits = Vec::new();
+            let mut final_ties = 0usize;
             for seed in 0..seeds {
                 let strategy = build(kind.resolve(space.len(), budget), space.len(), seed, eta);
                 let mut driver = Driver::new(space.clone(), objective.clone(), strategy, budget);
                 let mut oracle = ReplayOracle::new(values.to_vec(), seed);
                 let mut hit: Option<usize> = None;
+                let mut tie_hit: Option<usize> = None;
                 replay(&mut driver, &mut oracle, &mut |d| {
-                    if hit.is_none()
-                        && d.history
-                            .incumbent()
-                            .is_some_and(|i| within_best(&truth, i))
-                    {
+                    let inc = d.history.incumbent();
+                    if hit.is_none() && inc.is_some_and(|i| within_best(&truth, i)) {
                         hit = Some(d.runs_used());
                     }
+                    if tie_hit.is_none() && inc.is_some_and(|i| tie_set.contains(&i)) {
+                        tie_hit = Some(d.runs_used());
+                    }
                 });
-                if driver
-                    .history
-                    .incumbent()
-                    .is_some_and(|i| within_best(&truth, i))
-                {
+                let inc = driver.history.incumbent();
+                if inc.is_some_and(|i| within_best(&truth, i)) {
                     finals += 1;
                 }
+                if inc.is_some_and(|i| tie_set.contains(&i)) {
+                    final_ties += 1;
+                }
+                tie_hits.push(tie_hit);
                 hits.push(hit);
                 used.push(driver.runs_used() as f64);
             }
@@ -249,6 +262,8 @@ pub fn evaluate(
                     / seeds.max(1) as f64,
                 final_within_rate: finals as f64 / seeds.max(1) as f64,
                 median_runs_used: crate::stats::percentile_sorted(&used, 50.0).unwrap_or(0.0),
+                median_runs_to_ties: rank_percentile(&tie_hits, 0.5),
+                final_in_ties_rate: final_ties as f64 / seeds.max(1) as f64,
             }
         })
         .collect()

@@ -8,9 +8,10 @@
 //! - `halving`: successive halving over repeats (η = 3 by default): every candidate once, keep
 //!   the best ⌈n/η⌉, raise the survivors to 3, 5, … repeats, until at most η finalists with ≥ 3
 //!   repeats remain (irace's racing and SMAC's intensification, with repeats as the resource).
-//! - `model`: a neighbourhood search on the ordinal structure of the knob values: a small random
-//!   start, then the untried neighbours (one step along one knob) of the incumbent, re-measuring
-//!   the incumbent and close contenders before trusting a single noisy repeat.
+//! - `model`: model-based search on the ordinal structure of the knob values: a small random
+//!   start, then the untried configuration an additive main-effects model of the measured ones
+//!   predicts best (optimistic about values not tried yet), re-measuring the incumbent and close
+//!   contenders before trusting a single noisy repeat.
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -233,16 +234,98 @@ impl Strategy for Halving {
     }
 }
 
-/// Neighbourhood search around the incumbent on the ordinal knob structure.
+/// Model-based search on the ordinal knob structure: an additive main-effects model (each
+/// knob value's mean score over the configurations measured with it; values not measured yet
+/// are optimistic, the best of their axis) predicts every untried configuration; the search
+/// measures the most promising one (nearest the incumbent on ties), confirms a single-repeat
+/// incumbent before trusting it, and re-measures close contenders once no untried configuration
+/// is predicted to beat the incumbent.
 #[derive(Debug)]
 pub struct Model {
     order: Vec<usize>,
 }
 
 impl Model {
-    /// Configurations measured at random before the search starts from the best of them.
+    /// Configurations measured at random before the model is used.
     pub fn initial(n: usize) -> usize {
         n.div_ceil(6).clamp(2, 10).min(n)
+    }
+
+    /// Per configuration a score where higher is better: the objective's mean (negated when
+    /// minimising) for feasible ones; infeasible ones below every feasible score by their
+    /// violation; `None` when not measured.
+    fn scores(h: &History) -> Vec<Option<f64>> {
+        let n = h.configs.len();
+        let standing: Vec<_> = (0..n).map(|i| h.standing(i)).collect();
+        let sign = match h.objective.direction {
+            crate::metric::Direction::HigherIsBetter => 1.0,
+            crate::metric::Direction::LowerIsBetter => -1.0,
+        };
+        let feasible: Vec<f64> = standing
+            .iter()
+            .filter(|s| s.feasible)
+            .filter_map(|s| s.mean.map(|m| sign * m))
+            .collect();
+        let floor = feasible.iter().copied().fold(f64::INFINITY, f64::min);
+        let span = feasible.iter().copied().fold(f64::NEG_INFINITY, f64::max) - floor;
+        let (floor, span) = if floor.is_finite() {
+            (floor, span.max(1e-9))
+        } else {
+            (0.0, 1.0)
+        };
+        standing
+            .iter()
+            .map(|s| match s.mean {
+                Some(m) if s.feasible => Some(sign * m),
+                Some(_) if s.violation.is_finite() => {
+                    Some(floor - span * (0.1 + s.violation.min(10.0)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Predicted score of every configuration from the main effects of the measured ones.
+    fn predict(space: &Space, scores: &[Option<f64>]) -> Vec<f64> {
+        let measured: Vec<(usize, f64)> = scores
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i, s)))
+            .collect();
+        let global = measured.iter().map(|m| m.1).sum::<f64>() / measured.len().max(1) as f64;
+        // effect[axis][value] = mean score of measured configs with that value − global mean.
+        let effects: Vec<Vec<Option<f64>>> = space
+            .axis_len
+            .iter()
+            .enumerate()
+            .map(|(axis, &len)| {
+                (0..len)
+                    .map(|v| {
+                        let xs: Vec<f64> = measured
+                            .iter()
+                            .filter(|(i, _)| space.coords[*i][axis] == v)
+                            .map(|m| m.1)
+                            .collect();
+                        (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64 - global)
+                    })
+                    .collect()
+            })
+            .collect();
+        (0..space.len())
+            .map(|i| {
+                global
+                    + effects
+                        .iter()
+                        .enumerate()
+                        .map(|(axis, e)| {
+                            e[space.coords[i][axis]].unwrap_or_else(|| {
+                                // Optimism for a value never measured: the axis's best effect.
+                                e.iter().flatten().copied().fold(0.0, f64::max)
+                            })
+                        })
+                        .sum::<f64>()
+            })
+            .collect()
     }
 }
 
@@ -250,10 +333,9 @@ impl Strategy for Model {
     fn ask(&mut self, h: &History, space: &Space, left: usize) -> Option<Ask> {
         let n = space.len();
         let tried = (0..n).filter(|&i| h.tried(i)).count();
-        let untried = |i: &&usize| !h.tried(**i);
         let initial = Self::initial(n);
         if tried < initial {
-            let &i = self.order.iter().find(untried)?;
+            let &i = self.order.iter().find(|&&i| !h.tried(i))?;
             return Some(Ask {
                 config: i,
                 repeats: 1,
@@ -262,8 +344,7 @@ impl Strategy for Model {
         }
         let ranking = h.ranking();
         let inc = *ranking.first()?;
-        let inc_mean = h.standing(inc).mean;
-        // A single repeat can be a lucky outlier: confirm the incumbent before moving around it.
+        // A single repeat can be a lucky outlier: confirm the incumbent before building on it.
         if h.configs[inc].failure.is_none() && h.repeats(inc) < 2 {
             return Some(Ask {
                 config: inc,
@@ -271,34 +352,39 @@ impl Strategy for Model {
                 reason: "model: re-measure the incumbent (1 repeat so far)".into(),
             });
         }
-        // Untried neighbours of the incumbent, nearest first, ties in the seeded order.
-        let nearest = |max_d: usize| {
-            self.order
-                .iter()
-                .filter(untried)
-                .map(|&i| (space.distance(inc, i), i))
-                .filter(|&(d, _)| d <= max_d)
-                .min_by_key(|&(d, _)| d)
-        };
-        if let Some((_, i)) = nearest(1) {
-            return Some(Ask {
-                config: i,
-                repeats: 1,
-                reason: format!(
-                    "model: neighbour of the incumbent `{}`",
-                    space.cells[inc].name
-                ),
+        let scores = Self::scores(h);
+        let predicted = Self::predict(space, &scores);
+        let inc_score = scores[inc].unwrap_or(f64::NEG_INFINITY);
+        // The most promising untried configuration (nearest the incumbent, then seeded order).
+        let best_untried = self
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| !h.tried(i))
+            .map(|i| (i, predicted[i], space.distance(inc, i)))
+            .fold(None::<(usize, f64, usize)>, |acc, c| match acc {
+                Some(a) if a.1 > c.1 || (a.1 == c.1 && a.2 <= c.2) => Some(a),
+                _ => Some(c),
             });
+        let margin = MODEL_CLOSE * inc_score.abs();
+        if let Some((i, p, _)) = best_untried {
+            if p > inc_score - margin {
+                return Some(Ask {
+                    config: i,
+                    repeats: 1,
+                    reason: format!(
+                        "model: predicted {:.1} from the knobs' main effects (incumbent {:.1})",
+                        p.abs(),
+                        inc_score.abs()
+                    ),
+                });
+            }
         }
-        // Close contenders (and the incumbent) to the final repeat count.
-        let close = |i: usize| match (h.standing(i).mean, inc_mean) {
-            (Some(m), Some(b)) if b.abs() > 0.0 => ((b - m) / b).abs() <= MODEL_CLOSE,
-            _ => false,
-        };
+        // Nothing untried looks better: bring the incumbent and close contenders to 3 repeats.
         let contender = ranking.iter().copied().find(|&i| {
             h.configs[i].failure.is_none()
                 && h.repeats(i) < FINAL_REPEATS
-                && (i == inc || (h.standing(i).feasible == h.standing(inc).feasible && close(i)))
+                && scores[i].is_some_and(|s| i == inc || s >= inc_score - margin)
         });
         if let Some(i) = contender {
             return Some(Ask {
@@ -314,10 +400,13 @@ impl Strategy for Model {
                 },
             });
         }
-        nearest(usize::MAX).map(|(d, i)| Ask {
+        best_untried.map(|(i, p, _)| Ask {
             config: i,
             repeats: 1,
-            reason: format!("model: nearest untried configuration (distance {d})"),
+            reason: format!(
+                "model: next most promising untried configuration (predicted {:.1})",
+                p.abs()
+            ),
         })
     }
 }

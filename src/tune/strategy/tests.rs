@@ -164,7 +164,7 @@ fn model_walks_to_the_optimum_of_a_smooth_ordinal_space_without_trying_everythin
     assert_eq!(d.history.incumbent(), Some(15));
     assert!(d.history.repeats(15) >= FINAL_REPEATS);
     assert!(d.runs_used() <= 40);
-    assert!(d.trials.iter().any(|t| t.reason.contains("neighbour")));
+    assert!(d.trials.iter().any(|t| t.reason.contains("main effects")));
 }
 
 #[test]
