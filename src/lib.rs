@@ -34,4 +34,5 @@ pub mod report;
 pub mod results;
 pub mod stats;
 pub mod sweep;
+pub mod tune;
 pub mod workload;

@@ -449,7 +449,7 @@ impl CellBackend for ReferenceBackend<'_> {
 
 /// The settings of a `--resume`: what the run's manifest recorded, unless a flag was given
 /// (a flag must then agree with the record; `check_resumable` says what changed).
-fn resume_choices(
+pub(crate) fn resume_choices(
     choices: &Choices,
     dir: &RunDir,
     manifest: &Manifest,
@@ -518,7 +518,7 @@ fn resume_choices(
 }
 
 /// What the manifest records beyond the preset and the cell keys.
-fn identity_of(choices: &Choices, prepared: &Prepared) -> RunIdentity {
+pub(crate) fn identity_of(choices: &Choices, prepared: &Prepared) -> RunIdentity {
     RunIdentity {
         environment: prepared.environment.iter().cloned().collect(),
         inherit_env: choices.inherit_env,

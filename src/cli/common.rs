@@ -36,7 +36,7 @@ pub struct MisreadOpts {
 }
 
 /// Workload and load overrides of the preset's `[run]` table.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct LoadOpts {
     /// Closed loop with C requests in flight (1 to 100000).
     #[arg(long, conflicts_with = "request_rate", allow_negative_numbers = true)]
@@ -193,4 +193,27 @@ fn json_report(ran: &Ran) -> String {
     .unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// `--overlay FILE` of `run` and `sweep`: the `[env]` table of a tune's `best.toml`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OverlayOpts {
+    /// Apply the [env] knobs of FILE (e.g. a tune's best.toml) as if given with --set; an
+    /// explicit --set of the same knob wins.
+    #[arg(long, value_name = "FILE")]
+    pub overlay: Option<PathBuf>,
+}
+
+/// Add the overlay's knobs to `choices.set` (after the explicit `--set` ones, which win).
+pub fn apply_overlay(choices: &mut Choices, opts: &OverlayOpts) -> Result<(), Error> {
+    let Some(path) = &opts.overlay else {
+        return Ok(());
+    };
+    let entries = crate::tune::output::read_overlay(path).map_err(Error::Usage)?;
+    for (name, value) in entries {
+        if !choices.set.iter().any(|(n, _)| *n == name) {
+            choices.set.push((name, value));
+        }
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ mod report;
 mod resolve;
 mod run;
 mod sweep;
+mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,9 @@ pub enum Command {
     /// Run one cell (the preset plus --set) on the preset's engine and write results.
     #[command(after_help = engine_help())]
     Run(run::Args),
+    /// Search the preset's knob space for the best configuration under latency constraints.
+    #[command(after_help = crate::error::EXIT_CODE_HELP)]
+    Tune(tune::Args),
     /// Resolve a preset into Ferrum's effective configuration and decision trace.
     Resolve(resolve::Args),
     /// List every registered FERRUM_* knob.
@@ -99,6 +103,7 @@ fn dispatch(command: Command) -> Result<i32, Error> {
     match command {
         Command::Sweep(args) => sweep::run(args),
         Command::Run(args) => run::run(args),
+        Command::Tune(args) => tune::run(args),
         Command::Resolve(args) => resolve::run(args),
         Command::Knobs(args) => knobs::run(args),
         Command::Merge(args) => merge::run(args),

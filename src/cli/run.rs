@@ -21,6 +21,8 @@ pub struct Args {
     #[command(flatten)]
     misread: common::MisreadOpts,
     #[command(flatten)]
+    overlay: common::OverlayOpts,
+    #[command(flatten)]
     report: super::report::AfterRunOpts,
 }
 
@@ -29,6 +31,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
     let mut choices = common::choices(args.preset, args.resolve, args.load, &args.output);
     choices.single_cell = true;
     choices.allow_misread_values = args.misread.allow_misread_values;
+    common::apply_overlay(&mut choices, &args.overlay)?;
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
     let (_, outcome) = orchestrate::run(&choices, &stop)?;

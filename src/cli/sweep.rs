@@ -43,6 +43,8 @@ pub struct Args {
     #[command(flatten)]
     misread: common::MisreadOpts,
     #[command(flatten)]
+    overlay: common::OverlayOpts,
+    #[command(flatten)]
     report: super::report::AfterRunOpts,
 }
 
@@ -65,6 +67,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
     choices.max_cells = args.max_cells.map(|n| n as usize);
     choices.sweep_file = args.sweep;
     choices.allow_misread_values = args.misread.allow_misread_values;
+    common::apply_overlay(&mut choices, &args.overlay)?;
     choices.resume = args.resume;
     choices.shard = args.shard;
     choices.dry_run = args.dry_run;

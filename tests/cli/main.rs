@@ -14,6 +14,7 @@ mod resolve;
 mod scripts;
 mod sweep;
 mod trust;
+mod tune;
 
 use assert_cmd::Command;
 

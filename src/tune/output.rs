@@ -1,0 +1,301 @@
+//! What a tune writes: `tune.json` (every trial in order, the winner with its CI, the tie set,
+//! the Pareto fronts, runs used) and `best.toml`, an overlay of the winner's knobs that `run`
+//! and `sweep` accept with `--overlay` — plus the reader of such overlays.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::results::{to_json_pretty, write_atomic, ResultsError};
+
+use super::constraint::Constraint;
+use super::driver::{Driver, Trial};
+use super::strategy::StrategyKind;
+
+/// `tune.json`'s schema version (additive changes keep it; readers accept older ones).
+pub const TUNE_SCHEMA_VERSION: u32 = 1;
+/// File name of the tune document.
+pub const TUNE_FILE: &str = "tune.json";
+/// File name of the winner's overlay.
+pub const BEST_FILE: &str = "best.toml";
+
+/// An objective value with its interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectiveValue {
+    /// Mean over the repeats.
+    pub mean: Option<f64>,
+    /// 95 % CI half-width (≥ 3 repeats).
+    pub ci95: Option<f64>,
+    /// Repeats.
+    pub repeats: usize,
+}
+
+/// A configuration in the summary sections.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pick {
+    /// Cell name.
+    pub cell: String,
+    /// Knob values.
+    pub knobs: BTreeMap<String, String>,
+    /// Load label.
+    pub load: String,
+    /// The objective.
+    pub objective: ObjectiveValue,
+    /// Whether every constraint holds.
+    pub feasible: bool,
+}
+
+/// One point of a Pareto front.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParetoPoint {
+    /// Cell name.
+    pub cell: String,
+    /// Objective mean.
+    pub objective: Option<f64>,
+    /// The constrained metric's mean.
+    pub value: Option<f64>,
+}
+
+/// The front of the objective against one constrained metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParetoFront {
+    /// The constraint (`tpot_p99<=50`).
+    pub constraint: String,
+    /// Its metric.
+    pub metric: String,
+    /// Non-dominated configurations, by the metric's value.
+    pub points: Vec<ParetoPoint>,
+}
+
+/// The size of the search space.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpaceInfo {
+    /// Cells the sweep expands to.
+    pub planned: usize,
+    /// Removed by `exclude` rules.
+    pub excluded: usize,
+    /// Rejected by the resolver before any run.
+    pub rejected: usize,
+    /// Valid configurations searched.
+    pub valid: usize,
+}
+
+/// `tune.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuneDoc {
+    /// [`TUNE_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Preset name.
+    pub preset: String,
+    /// The strategy run (`auto` resolved).
+    pub strategy: StrategyKind,
+    /// The strategy asked for.
+    pub strategy_requested: StrategyKind,
+    /// Seed of the strategy (and of replay draws).
+    pub seed: u64,
+    /// Budget in runs (one run = one repeat of one cell).
+    pub budget: usize,
+    /// Runs used.
+    pub runs_used: usize,
+    /// The objective metric.
+    pub objective: String,
+    /// `maximize` or `minimize`.
+    pub direction: String,
+    /// Constraints.
+    pub constraints: Vec<Constraint>,
+    /// The settings `--resume` continues with.
+    pub settings: super::TuneSettings,
+    /// The search space.
+    pub space: SpaceInfo,
+    /// `RUN_DIR` of `--replay` (trials answered from its recorded repeats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
+    /// Every trial in order.
+    pub trials: Vec<Trial>,
+    /// The winner.
+    pub best: Option<Pick>,
+    /// Configurations the compare rule cannot tell apart from the winner.
+    pub ties: Vec<Pick>,
+    /// Objective against each constrained metric.
+    pub pareto: Vec<ParetoFront>,
+    /// Notes (e.g. the winner has fewer than 3 repeats).
+    pub notes: Vec<String>,
+}
+
+/// The execution loop's observer during a tune: the tuner prints one line per trial itself, so
+/// this only passes notes on (stderr).
+#[derive(Debug, Default)]
+pub struct TuneObserver;
+
+impl crate::execute::ExecuteObserver for TuneObserver {
+    fn unit_started(&mut self, _: &crate::execute::WorkUnit, _: usize) {}
+    fn on_event(&mut self, _: &crate::measure::MeasureEvent) {}
+    fn cell_finished(&mut self, _: &str, _: crate::measure::CellStatus, _: &str) {}
+    fn note(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+    fn finish(&mut self) {}
+}
+
+/// Describe configuration `i` of the driver.
+pub fn pick(driver: &Driver, i: usize) -> Pick {
+    let s = driver.history.standing(i);
+    let c = &driver.space.cells[i];
+    Pick {
+        cell: c.name.clone(),
+        knobs: c.knobs.clone(),
+        load: c.load.label(),
+        objective: ObjectiveValue {
+            mean: s.mean,
+            ci95: s.ci95,
+            repeats: s.repeats,
+        },
+        feasible: s.feasible,
+    }
+}
+
+/// Everything but the identity fields, from the driver's state.
+pub fn summarize(driver: &Driver) -> (Option<Pick>, Vec<Pick>, Vec<ParetoFront>, Vec<String>) {
+    let h = &driver.history;
+    let best = h.incumbent().filter(|&i| h.configs[i].failure.is_none());
+    let mut notes = Vec::new();
+    if let Some(b) = best {
+        let s = h.standing(b);
+        if s.repeats < super::strategy::FINAL_REPEATS {
+            notes.push(format!(
+                "the winner has {} repeat(s), fewer than {}: the budget ran out before it could be confirmed; its mean has no CI",
+                s.repeats,
+                super::strategy::FINAL_REPEATS
+            ));
+        }
+        if !s.feasible {
+            notes.push("no configuration met every constraint: the winner is the one that missed by the least".into());
+        }
+    } else {
+        notes.push("no configuration could be measured".into());
+    }
+    let ties = best
+        .map(|b| h.ties(b).into_iter().map(|i| pick(driver, i)).collect())
+        .unwrap_or_default();
+    let pareto = h
+        .objective
+        .constraints
+        .iter()
+        .zip(h.pareto())
+        .enumerate()
+        .map(|(k, (c, front))| ParetoFront {
+            constraint: c.label(),
+            metric: c.metric.name.to_string(),
+            points: front
+                .into_iter()
+                .map(|i| ParetoPoint {
+                    cell: driver.space.cells[i].name.clone(),
+                    objective: crate::stats::mean(&h.column(i, 0)),
+                    value: crate::stats::mean(&h.column(i, k + 1)),
+                })
+                .collect(),
+        })
+        .collect();
+    (best.map(|b| pick(driver, b)), ties, pareto, notes)
+}
+
+/// Write `doc` as `dir/tune.json` (atomically).
+pub fn write_tune_json(dir: &Path, doc: &TuneDoc) -> Result<(), ResultsError> {
+    let path = dir.join(TUNE_FILE);
+    write_atomic(&path, to_json_pretty(doc, &path)?.as_bytes())
+}
+
+/// The overlay text of the winner: a commented `[env]` table of its knobs.
+pub fn best_toml(doc: &TuneDoc) -> Option<String> {
+    let best = doc.best.as_ref()?;
+    let mut out = format!(
+        "# ferrum-bench tune: best configuration of preset `{}` ({} {} = {}{}, {} repeat(s){}).\n# Apply with `ferrum-bench run <preset> --overlay best.toml`; load of the winner: {}.\n[env]\n",
+        doc.preset,
+        doc.direction,
+        doc.objective,
+        best.objective.mean.map_or("n/a".into(), |m| format!("{m:.3}")),
+        best.objective.ci95.map_or(String::new(), |c| format!(" ± {c:.3}")),
+        best.objective.repeats,
+        if best.feasible { "" } else { ", infeasible" },
+        best.load,
+    );
+    for (k, v) in &best.knobs {
+        let value = if v.parse::<i64>().is_ok() {
+            v.clone()
+        } else {
+            toml::Value::String(v.clone()).to_string()
+        };
+        out.push_str(&format!("{k} = {value}\n"));
+    }
+    Some(out)
+}
+
+/// Read an overlay (`best.toml`): a TOML file with one `[env]` table of string, integer or
+/// boolean values (booleans as Ferrum's "1"/"0"). The error names the file and the fix.
+pub fn read_overlay(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--overlay {}: cannot read it: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        format!(
+            "--overlay {}: not valid TOML: {}",
+            path.display(),
+            e.message()
+        )
+    })?;
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let toml::Value::Table(env) = value else {
+            return Err(format!("--overlay {}: unexpected key `{key}`: an overlay holds only an [env] table (as tune's best.toml)", path.display()));
+        };
+        if key != "env" {
+            return Err(format!("--overlay {}: unexpected table [{key}]: an overlay holds only an [env] table (as tune's best.toml)", path.display()));
+        }
+        for (name, v) in env {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => if *b { "1" } else { "0" }.to_string(),
+                other => {
+                    return Err(format!(
+                        "--overlay {}: `{name}` has a {} value: use a string, integer or boolean",
+                        path.display(),
+                        other.type_str()
+                    ))
+                }
+            };
+            out.push((name.clone(), value));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlays_accept_only_an_env_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o.toml");
+        std::fs::write(
+            &p,
+            "# c\n[env]\nFERRUM_A = 4\nFERRUM_B = \"x\"\nFERRUM_C = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_overlay(&p).unwrap(),
+            vec![
+                ("FERRUM_A".into(), "4".into()),
+                ("FERRUM_B".into(), "x".into()),
+                ("FERRUM_C".into(), "1".into())
+            ]
+        );
+        std::fs::write(&p, "[run]\nrepeats = 3\n").unwrap();
+        assert!(read_overlay(&p)
+            .unwrap_err()
+            .contains("unexpected table [run]"));
+        std::fs::write(&p, "[env]\nFERRUM_A = 1.5\n").unwrap();
+        assert!(read_overlay(&p).unwrap_err().contains("float"));
+    }
+}

@@ -1,0 +1,283 @@
+//! Answering trials from recorded repeats instead of the engine. `--replay RUN_DIR` draws each
+//! requested repeat (with replacement, with the seed) among a complete grid sweep's recorded
+//! repeats of that cell, so strategies can be compared offline and deterministically;
+//! `--reuse DIR` hands out an earlier run's repeats of a cell in order, once each, before
+//! anything is measured again; `--evaluate-strategies` replays every strategy over many seeds
+//! and reports how many runs each needs to first hold a configuration within 2 % of the grid's
+//! best feasible objective.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::measure::{CellStatus, RepeatSummary};
+use crate::metric::Direction;
+use crate::results::read::{read_manifest_path, read_stats_path};
+use crate::results::{Manifest, ResultsError};
+
+use super::driver::{Answer, Driver};
+use super::history::{History, Objective, RepeatValues};
+use super::space::Space;
+use super::strategy::{build, StrategyKind};
+
+/// Relative distance to the grid's best within which a configuration counts as found.
+pub const WITHIN: f64 = 0.02;
+
+/// What a run directory recorded for one cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordedCell {
+    /// Its measured repeats.
+    Repeats(Vec<RepeatSummary>),
+    /// The resolver skipped it or its engine failed.
+    Failed(String),
+}
+
+/// A run directory's recorded cells, by cell name.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The run's manifest.
+    pub manifest: Manifest,
+    /// Recorded cells by name (pending cells are absent).
+    pub cells: BTreeMap<String, RecordedCell>,
+}
+
+/// Read the manifest and every complete cell's `stats.json` of `run_dir` (only those files are
+/// needed, so a recorded grid can be stored without its request records).
+pub fn load_recorded(run_dir: &Path) -> Result<Recorded, ResultsError> {
+    let manifest = read_manifest_path(run_dir)?;
+    let mut cells = BTreeMap::new();
+    for entry in &manifest.cells {
+        let stats = run_dir.join("cells").join(&entry.name).join("stats.json");
+        let recorded = match entry.status {
+            CellStatus::Skipped | CellStatus::Failed => RecordedCell::Failed(
+                entry
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{:?}", entry.status).to_lowercase()),
+            ),
+            _ if stats.is_file() => RecordedCell::Repeats(read_stats_path(&stats)?.repeats),
+            _ => continue,
+        };
+        cells.insert(entry.name.clone(), recorded);
+    }
+    Ok(Recorded { manifest, cells })
+}
+
+/// Per configuration of `space`, the recorded repeats' values (or failure); the error lists the
+/// configurations the recording lacks.
+pub fn recorded_values(
+    recorded: &Recorded,
+    space: &Space,
+    objective: &Objective,
+) -> Result<Vec<Result<Vec<RepeatValues>, String>>, String> {
+    let missing: Vec<&str> = space
+        .cells
+        .iter()
+        .filter(|c| !recorded.cells.contains_key(&c.name))
+        .map(|c| c.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the recorded run has no result for {} of the {} configuration(s) (first: `{}`); replay needs a complete grid sweep of the same preset and space",
+            missing.len(),
+            space.len(),
+            missing[0]
+        ));
+    }
+    Ok(space
+        .cells
+        .iter()
+        .map(|c| match &recorded.cells[&c.name] {
+            RecordedCell::Repeats(r) => Ok(r.iter().map(|s| objective.values_of(s)).collect()),
+            RecordedCell::Failed(reason) => Err(reason.clone()),
+        })
+        .collect())
+}
+
+/// Answers trials by drawing among recorded repeats.
+#[derive(Debug)]
+pub struct ReplayOracle {
+    values: Vec<Result<Vec<RepeatValues>, String>>,
+    rng: ChaCha8Rng,
+}
+
+impl ReplayOracle {
+    /// An oracle over `values` (from [`recorded_values`]) drawing with `seed`.
+    pub fn new(values: Vec<Result<Vec<RepeatValues>, String>>, seed: u64) -> ReplayOracle {
+        ReplayOracle {
+            values,
+            // A different stream from the strategy's, which uses the seed itself.
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7265_706c_6179),
+        }
+    }
+
+    /// `repeats` draws for configuration `config`.
+    pub fn answer(&mut self, config: usize, repeats: usize) -> Answer {
+        match &self.values[config] {
+            Err(reason) => Answer::Failed(reason.clone()),
+            Ok(v) if v.is_empty() => Answer::Failed("no recorded repeat".into()),
+            Ok(v) => Answer::Measured(
+                (0..repeats)
+                    .map(|_| v[(self.rng.next_u64() % v.len() as u64) as usize].clone())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Run `driver` to the end answering from `oracle`; calls `after` after every trial.
+pub fn replay(driver: &mut Driver, oracle: &mut ReplayOracle, after: &mut dyn FnMut(&Driver)) {
+    while let Some(ask) = driver.next_trial() {
+        let answer = oracle.answer(ask.config, ask.repeats);
+        driver.record(&ask, answer, "replay");
+        after(driver);
+    }
+}
+
+/// The recording's truth: every configuration with all its recorded repeats.
+pub fn truth(values: &[Result<Vec<RepeatValues>, String>], objective: &Objective) -> History {
+    let mut h = History::new(objective.clone(), values.len());
+    for (i, v) in values.iter().enumerate() {
+        match v {
+            Ok(v) => h.configs[i].repeats.clone_from(v),
+            Err(reason) => h.configs[i].failure = Some(reason.clone()),
+        }
+    }
+    h
+}
+
+/// Whether configuration `i` is within [`WITHIN`] of the truth's best feasible objective.
+pub fn within_best(truth: &History, i: usize) -> bool {
+    let Some(best) = truth.incumbent() else {
+        return false;
+    };
+    let (b, s) = (truth.standing(best), truth.standing(i));
+    let (Some(bm), Some(m)) = (b.mean, s.mean) else {
+        return false;
+    };
+    if !b.feasible || !s.feasible {
+        return false;
+    }
+    match truth.objective.direction {
+        Direction::HigherIsBetter => m >= bm * (1.0 - WITHIN),
+        Direction::LowerIsBetter => m <= bm * (1.0 + WITHIN),
+    }
+}
+
+/// One strategy's result over many seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalRow {
+    /// Strategy.
+    pub strategy: StrategyKind,
+    /// Median runs until the incumbent is first within 2 % (`None`: not within the budget).
+    pub median_runs: Option<f64>,
+    /// 90th percentile of the same (nearest rank).
+    pub p90_runs: Option<f64>,
+    /// Share of seeds whose incumbent got within 2 % within the budget.
+    pub success_rate: f64,
+    /// Share of seeds whose final pick is within 2 %.
+    pub final_within_rate: f64,
+    /// Median runs used.
+    pub median_runs_used: f64,
+    /// Median runs until the incumbent is first in the grid's tie set (`None`: not reached).
+    pub median_runs_to_ties: Option<f64>,
+    /// Share of seeds whose final pick is in the grid's tie set.
+    pub final_in_ties_rate: f64,
+}
+
+/// Nearest-rank percentile of values where `None` is +∞; `None` when it lands on one.
+fn rank_percentile(xs: &[Option<usize>], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = xs
+        .iter()
+        .map(|x| x.map_or(f64::INFINITY, |n| n as f64))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return None;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    let x = v[rank - 1];
+    x.is_finite().then_some(x)
+}
+
+/// Replay each strategy with seeds `0..seeds` over `values` at `budget` runs.
+pub fn evaluate(
+    space: &Space,
+    objective: &Objective,
+    values: &[Result<Vec<RepeatValues>, String>],
+    kinds: &[StrategyKind],
+    seeds: u64,
+    budget: usize,
+    eta: usize,
+) -> Vec<EvalRow> {
+    let truth = truth(values, objective);
+    let tie_set: Vec<usize> = truth
+        .incumbent()
+        .filter(|&b| truth.standing(b).feasible)
+        .map(|b| std::iter::once(b).chain(truth.ties(b)).collect())
+        .unwrap_or_default();
+    kinds
+        .iter()
+        .map(|&kind| {
+            let mut hits = Vec::new();
+            let mut finals = 0usize;
+            let mut used = Vec::new();
+            let mut tie_hits = Vec::new();
+            let mut final_ties = 0usize;
+            for seed in 0..seeds {
+                let strategy = build(kind.resolve(space.len(), budget), space.len(), seed, eta);
+                let mut driver = Driver::new(space.clone(), objective.clone(), strategy, budget);
+                let mut oracle = ReplayOracle::new(values.to_vec(), seed);
+                let mut hit: Option<usize> = None;
+                let mut tie_hit: Option<usize> = None;
+                replay(&mut driver, &mut oracle, &mut |d| {
+                    let inc = d.history.incumbent();
+                    if hit.is_none() && inc.is_some_and(|i| within_best(&truth, i)) {
+                        hit = Some(d.runs_used());
+                    }
+                    if tie_hit.is_none() && inc.is_some_and(|i| tie_set.contains(&i)) {
+                        tie_hit = Some(d.runs_used());
+                    }
+                });
+                let inc = driver.history.incumbent();
+                if inc.is_some_and(|i| within_best(&truth, i)) {
+                    finals += 1;
+                }
+                if inc.is_some_and(|i| tie_set.contains(&i)) {
+                    final_ties += 1;
+                }
+                tie_hits.push(tie_hit);
+                hits.push(hit);
+                used.push(driver.runs_used() as f64);
+            }
+            used.sort_by(f64::total_cmp);
+            EvalRow {
+                strategy: kind,
+                median_runs: rank_percentile(&hits, 0.5),
+                p90_runs: rank_percentile(&hits, 0.9),
+                success_rate: hits.iter().filter(|h| h.is_some()).count() as f64
+                    / seeds.max(1) as f64,
+                final_within_rate: finals as f64 / seeds.max(1) as f64,
+                median_runs_used: crate::stats::percentile_sorted(&used, 50.0).unwrap_or(0.0),
+                median_runs_to_ties: rank_percentile(&tie_hits, 0.5),
+                final_in_ties_rate: final_ties as f64 / seeds.max(1) as f64,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_percentiles_treat_misses_as_infinite() {
+        let xs = [Some(3), Some(5), None, Some(4)];
+        assert_eq!(rank_percentile(&xs, 0.5), Some(4.0));
+        assert_eq!(rank_percentile(&xs, 0.9), None);
+        assert_eq!(rank_percentile(&[], 0.5), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! `tune`: a deterministic live tune on the hidden fake engine (a constraint that excludes the
+//! fastest configuration, ties, outputs, `--overlay`, `--resume` rerunning no finished trial), a
+//! live tune on the tiny reference engine (structure only), replay of the recorded m3 grid and
+//! the strategy evaluation, and usage errors.
+
+use std::path::{Path, PathBuf};
+
+use super::{bin, repo, run_dir};
+
+/// Fake engine (virtual time: request_rps and output tok/s scale exactly with concurrency) over
+/// concurrency 1, 2, 4 × two knob values that do not change it.
+const FAKE: &str = "name = \"faketune\"\n[model]\nprofile = \"qwen3_30b_a3b_gptq_int4\"\n[hardware]\nprofile = \"auto\"\n[workload]\nprofile = \"m3_qwen3_30b_a3b_int4\"\n[engine]\nkind = \"fake\"\ntick_ms = 1\n[run]\nworkload = \"random-8/5\"\nrequests = 8\nwarmup_requests = 1\nrepeats = 1\nseed = 3\nconcurrency = 2\n[sweep]\nconcurrency = [1, 2, 4]\n[sweep.knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [2, 64]\n";
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    err
+}
+
+fn fake_tune(dir: &Path) -> (PathBuf, PathBuf) {
+    let preset = dir.join("fake.toml");
+    std::fs::write(&preset, FAKE).unwrap();
+    let out = bin()
+        .arg("tune")
+        .arg(&preset)
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "18",
+            "--constraint",
+            "request_rps<=500",
+            "--quiet",
+            "--out",
+        ])
+        .arg(dir.join("r"))
+        .output()
+        .unwrap();
+    let err = ok(&out);
+    assert!(
+        err.contains("search space: 6 valid configuration(s)"),
+        "{err}"
+    );
+    (preset, run_dir(&dir.join("r")))
+}
+
+#[test]
+fn a_constraint_excludes_the_fastest_configuration_and_the_winner_comes_with_ties_and_an_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (preset, run) = fake_tune(dir.path());
+    let doc = json(&run.join("tune.json"));
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["runs_used"], 18);
+    assert_eq!(doc["strategy"], "grid");
+    let trials = doc["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 6);
+    for t in trials {
+        for key in ["cell", "knobs", "repeats", "values", "feasible", "reason"] {
+            assert!(!t[key].is_null(), "trial lacks {key}: {t}");
+        }
+    }
+    // c4 is the fastest but misses request_rps<=500; c2 is the best feasible load.
+    let c4: Vec<&serde_json::Value> = trials.iter().filter(|t| t["load"] == "c4").collect();
+    assert_eq!(c4.len(), 2);
+    assert!(c4
+        .iter()
+        .all(|t| t["feasible"] == false && t["violation"].as_f64().unwrap() > 0.0));
+    let best = &doc["best"];
+    assert_eq!(best["load"], "c2", "{best}");
+    assert_eq!(best["objective"]["repeats"], 3);
+    assert!(best["objective"]["mean"].as_f64().unwrap() > 0.0);
+    assert!(!best["objective"]["ci95"].is_null());
+    // The other c2 configuration measures the same: the compare rule cannot separate it.
+    let ties: Vec<&str> = doc["ties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["load"].as_str().unwrap())
+        .collect();
+    assert!(ties.contains(&"c2"), "{ties:?}");
+    assert!(
+        !ties.contains(&"c4"),
+        "an infeasible configuration is never a tie"
+    );
+    assert_eq!(doc["pareto"][0]["metric"], "request_rps");
+    // Per-cell results as a sweep writes them.
+    assert!(run.join("manifest.json").is_file() && run.join("summary.csv").is_file());
+    let cell = best["cell"].as_str().unwrap();
+    assert!(run.join("cells").join(cell).join("stats.json").is_file());
+    // best.toml is an [env] overlay that run accepts.
+    let best_toml = std::fs::read_to_string(run.join("best.toml")).unwrap();
+    assert!(
+        best_toml.contains("[env]") && best_toml.contains("FERRUM_MOE_BATCH_THRESHOLD"),
+        "{best_toml}"
+    );
+    let out = bin()
+        .arg("run")
+        .arg(&preset)
+        .arg("--overlay")
+        .arg(run.join("best.toml"))
+        .args(["--quiet", "--out"])
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    ok(&out);
+    let m = json(&run_dir(&dir.path().join("o")).join("manifest.json"));
+    assert_eq!(
+        m["sweep"]["set"]["FERRUM_MOE_BATCH_THRESHOLD"],
+        best["knobs"]["FERRUM_MOE_BATCH_THRESHOLD"]
+    );
+}
+
+#[test]
+fn resume_answers_finished_trials_from_disk_and_reruns_only_the_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, run) = fake_tune(dir.path());
+    let before = json(&run.join("tune.json"));
+    // As if Ctrl-C had stopped the last trial before its cell was written.
+    let last = before["trials"].as_array().unwrap().last().unwrap()["cell"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_dir_all(run.join("cells").join(&last)).unwrap();
+    let out = bin()
+        .arg("tune")
+        .arg("--resume")
+        .arg(&run)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    ok(&out);
+    let after = json(&run.join("tune.json"));
+    let sources: Vec<(String, String)> = after["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["cell"].as_str().unwrap().to_string(),
+                t["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(sources.len(), 6);
+    for (cell, source) in &sources {
+        let want = if *cell == last { "run" } else { "resume" };
+        assert_eq!(source, want, "{cell}: {sources:?}");
+    }
+    assert_eq!(after["best"]["cell"], before["best"]["cell"]);
+    assert_eq!(after["runs_used"], 18);
+}
+
+#[test]
+fn a_live_tune_on_the_reference_engine_writes_its_outputs_and_run_accepts_the_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("tune")
+        .arg(repo("tests/fixtures/tiny.toml"))
+        .args([
+            "--budget",
+            "3",
+            "--strategy",
+            "random",
+            "--seed",
+            "5",
+            "--quiet",
+            "--out",
+        ])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    ok(&out);
+    let run = run_dir(&dir.path().join("r"));
+    let doc = json(&run.join("tune.json"));
+    assert_eq!(doc["runs_used"], 3);
+    assert_eq!(
+        doc["best"]["objective"]["repeats"], 3,
+        "the winner is confirmed"
+    );
+    assert!(doc["trials"].as_array().unwrap().len() >= 2);
+    let out = bin()
+        .arg("run")
+        .arg(repo("tests/fixtures/tiny.toml"))
+        .arg("--overlay")
+        .arg(run.join("best.toml"))
+        .args([
+            "--requests",
+            "2",
+            "--warmup-requests",
+            "0",
+            "--repeats",
+            "1",
+            "--quiet",
+            "--out",
+        ])
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    ok(&out);
+}
+
+#[test]
+fn replay_of_the_recorded_m3_grid_is_deterministic_and_evaluates_every_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = |out: &str| {
+        let o = bin()
+            .current_dir(repo(""))
+            .args([
+                "tune",
+                "presets/m3.toml",
+                "--replay",
+                "tests/fixtures/tune-grid",
+                "--seed",
+                "3",
+                "--out",
+            ])
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        ok(&o);
+        json(&run_dir(&dir.path().join(out)).join("tune.json"))
+    };
+    let (a, b) = (replay("a"), replay("b"));
+    assert_eq!(a["trials"], b["trials"], "same seed, same trials");
+    assert!(a["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["source"] == "replay"));
+    assert!(
+        a["runs_used"].as_u64().unwrap() <= 17,
+        "default budget: 30 % of 54 runs"
+    );
+    let o = bin()
+        .current_dir(repo(""))
+        .args([
+            "tune",
+            "presets/m3.toml",
+            "--replay",
+            "tests/fixtures/tune-grid",
+            "--evaluate-strategies",
+            "--seeds",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout);
+    for s in [
+        "| grid |",
+        "| random |",
+        "| halving |",
+        "| model |",
+        "| auto |",
+    ] {
+        assert!(table.contains(s), "{table}");
+    }
+}
+
+#[test]
+fn bad_tune_arguments_are_one_line_errors_with_exit_two() {
+    let o = bin()
+        .current_dir(repo(""))
+        .args([
+            "tune",
+            "presets/m3.toml",
+            "--constraint",
+            "tpot_p999<=50",
+            "--replay",
+            "tests/fixtures/tune-grid",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unknown metric `tpot_p999`") && err.contains("tpot_p99"),
+        "{err}"
+    );
+    let o = bin()
+        .current_dir(repo(""))
+        .args(["tune", "presets/m3.toml", "--evaluate-strategies"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = bin()
+        .current_dir(repo(""))
+        .args(["tune", "presets/m3.toml", "--budget", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
