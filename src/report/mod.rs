@@ -5,6 +5,7 @@
 
 pub mod html;
 pub mod progress;
+pub mod ranking;
 mod summary;
 
 pub use summary::{

@@ -12,8 +12,8 @@
 mod aggregate;
 pub mod difference;
 pub mod paired;
-mod percentile;
 pub mod pbest;
+mod percentile;
 
 pub use aggregate::{aggregate, student_t_975, Aggregate, Ci95, MIN_REPEATS_FOR_CI};
 pub use difference::{

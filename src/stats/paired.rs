@@ -191,7 +191,13 @@ mod tests {
         assert_eq!((same.t, same.p), (0.0, 1.0));
         let shifted = paired_t(&[1.0, 2.0, 3.0], &[2.0, 3.0, 4.0]).unwrap();
         assert_eq!(shifted.p, 0.0);
-        let few = judge_paired(&[1.0, 2.0], &[1.0, 2.0], Direction::LowerIsBetter, 0.05, 0.05);
+        let few = judge_paired(
+            &[1.0, 2.0],
+            &[1.0, 2.0],
+            Direction::LowerIsBetter,
+            0.05,
+            0.05,
+        );
         assert_eq!(few.verdict, Verdict::Inconclusive);
         assert!(few.reason.unwrap().contains("2 shared round(s)"));
         let (x, y) = shared_rounds(

@@ -78,7 +78,13 @@ pub struct PBestOptions {
 pub fn p_best(values: &[Vec<Option<f64>>], opts: &PBestOptions) -> Option<PBest> {
     let present: Vec<Vec<f64>> = values
         .iter()
-        .map(|v| v.iter().flatten().copied().filter(|x| x.is_finite()).collect())
+        .map(|v| {
+            v.iter()
+                .flatten()
+                .copied()
+                .filter(|x| x.is_finite())
+                .collect()
+        })
         .collect();
     let means: Vec<Option<f64>> = present.iter().map(|v| super::mean(v)).collect();
     if means.iter().all(Option::is_none) {
@@ -309,7 +315,11 @@ mod tests {
         let mut o = opts(false);
         o.direction = Direction::LowerIsBetter;
         let r = p_best(&v, &o).unwrap();
-        assert_eq!(r.tie_set.len(), 1, "fewer than 3 repeats: nothing separable, no tie claim");
+        assert_eq!(
+            r.tie_set.len(),
+            1,
+            "fewer than 3 repeats: nothing separable, no tie claim"
+        );
         let v = cells(&[&[5.0, 5.1, 5.05], &[9.0, 9.1, 9.05]]);
         let r = p_best(&v, &o).unwrap();
         assert_eq!(r.best, 0);

@@ -283,6 +283,7 @@ impl RunSettings {
             load,
             slo: self.slo,
             record_steps: self.record_steps,
+            monitor_noise: true,
         }
     }
 }
