@@ -164,11 +164,19 @@ fn table_report(ran: &Ran) -> String {
 }
 
 fn json_report(ran: &Ran) -> String {
+    // P(best) and the tie set over the completed cells (see report::ranking).
+    let done: Vec<&report::SummaryRow> = ran.rows.iter().filter(|r| r.stats.is_some()).collect();
+    let stats: Vec<&crate::results::StatsFile> =
+        done.iter().filter_map(|r| r.stats.as_ref()).collect();
+    let pb = report::ranking::rank_stats(&stats);
     let cells: Vec<serde_json::Value> = ran
         .rows
         .iter()
         .map(|row| {
             let aggregate = row.stats.as_ref().map(|s| &s.aggregate);
+            let pos = done.iter().position(|d| d.key == row.key);
+            let p_best = pos.and_then(|i| pb.as_ref()?.p_best.get(i).copied().flatten());
+            let tie = pos.is_some_and(|i| pb.as_ref().is_some_and(|pb| pb.tie_set.contains(&i)));
             serde_json::json!({
                 "name": row.name,
                 "key": row.key,
@@ -177,9 +185,20 @@ fn json_report(ran: &Ran) -> String {
                 "knobs": row.knobs,
                 "load": row.load,
                 "aggregate": aggregate,
+                "p_best": p_best,
+                "tie_with_best": tie,
             })
         })
         .collect();
+    let ranking = pb.as_ref().map(|pb| {
+        serde_json::json!({
+            "objective": crate::metric::Metric::ranking().name,
+            "best": done.get(pb.best).map(|r| r.name.clone()),
+            "tie_set": pb.tie_set.iter().filter_map(|&i| done.get(i).map(|r| r.name.clone())).collect::<Vec<_>>(),
+            "single_winner": pb.tie_set.len() == 1,
+            "method": pb.method,
+        })
+    });
     let mut text = serde_json::to_string_pretty(&serde_json::json!({
         "run_dir": ran.dir.display().to_string(),
         "completed": ran.summary.completed,
@@ -188,6 +207,7 @@ fn json_report(ran: &Ran) -> String {
         "failed": ran.summary.failed,
         "interrupted": ran.summary.interrupted,
         "pending": ran.summary.pending,
+        "ranking": ranking,
         "cells": cells,
     }))
     .unwrap_or_default();

@@ -17,6 +17,7 @@ mod data;
 mod load;
 mod metrics;
 mod page;
+mod pbest;
 mod svg;
 mod timeline;
 
