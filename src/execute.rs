@@ -1,9 +1,12 @@
-//! Running a planned sweep into a results directory: for each cell of the shard that is not
-//! already complete, resolve it (a rejection marks it `skipped`, never run), start an engine, run
-//! the repeats, write the cell and append its status to the run's status log — stopping cleanly
-//! between cells when the time budget would be exceeded, and at the next engine step when the
-//! stop flag (Ctrl-C) is raised. Bookkeeping per cell is O(1) in the number of cells: the
-//! manifest and the summaries are rewritten once at the start and once at the end.
+//! Running cells into a results directory. "Which cell next" is a [`CellSource`] (the planned
+//! grid, a shard, a resume's remaining cells — [`PlannedCells`] — or a tuner choosing from the
+//! history); "run a unit into its directory" is [`run_units`]: resolve the cell (a rejection
+//! marks it `skipped`, never run), start an engine, run the unit's repeats, merge them into the
+//! cell's directory, append the status to the run's status log, and tell the source. Cells the
+//! manifest does not list yet are appended as they are chosen. The loop stops cleanly between
+//! units when the time budget would be exceeded, and at the next engine step when the stop flag
+//! (Ctrl-C) is raised; progress goes to an [`ExecuteObserver`]. Bookkeeping per unit is O(1) in
+//! the number of cells: the summaries are rewritten once at the start and once at the end.
 //!
 //! The resolver and the engine are behind [`CellBackend`] so this loop is tested with a scripted
 //! engine and phase 2 only plugs in the real ones.
@@ -12,13 +15,23 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::engine::{Cancel, Engine, EngineError};
-use crate::measure::{run_cell, CellOutcome, CellStatus};
-use crate::report::{self, progress::SweepProgress};
-use crate::results::{
-    now_rfc3339, validate_cell, CellFiles, Manifest, ResultsError, RunDir, StatsFile, StatusLine,
+use crate::measure::{
+    aggregate_repeats, run_cell, CellMeasurement, CellOutcome, CellStatus, RepeatResult,
+    RepeatSummary, RequestRecord,
 };
+use crate::report;
+use crate::results::{
+    now_rfc3339, validate_cell, CellEntry, CellFiles, Manifest, ResultsError, RunDir, StatsFile,
+    StatusLine,
+};
+
+pub mod observer;
+pub mod source;
+
 use crate::sweep::{Cell, Plan, RunSettings};
 use crate::workload::TokenSpace;
+pub use observer::ExecuteObserver;
+pub use source::{CellSource, PlannedCells, UnitOutcome, WorkUnit};
 
 /// A cell's resolved configuration, as the backend reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,23 +127,53 @@ pub fn execute(
     backend: &mut dyn CellBackend,
     stop: &Cancel,
     options: ExecuteOptions,
-    progress: &mut SweepProgress,
+    progress: &mut dyn ExecuteObserver,
 ) -> Result<ExecuteSummary, ResultsError> {
-    let SweepTarget { dir, plan, run } = target;
-    let started = Instant::now();
-    let mut done = dir.completed_cell_keys()?;
-    let cells: BTreeMap<&str, &Cell> = plan.cells.iter().map(|c| (c.key.as_str(), c)).collect();
-    let keys: Vec<String> = manifest.cells.iter().map(|c| c.key.clone()).collect();
+    let mut summary = check_resumed_cells(target, manifest, progress)?;
+    let cells: BTreeMap<&str, &Cell> = target
+        .plan
+        .cells
+        .iter()
+        .map(|c| (c.key.as_str(), c))
+        .collect();
+    let planned: Vec<&Cell> = manifest
+        .cells
+        .iter()
+        .filter_map(|e| cells.get(e.key.as_str()).copied())
+        .collect();
+    let mut source = PlannedCells::new(planned, target.run.repeats);
+    run_units(
+        target,
+        manifest,
+        backend,
+        &mut source,
+        stop,
+        options,
+        progress,
+        &mut summary,
+    )?;
+    Ok(summary)
+}
+
+/// Before a (resumed) run: every cell the manifest lists must be in the plan, and a cell whose
+/// files do not hold up (truncated stats.json or requests.jsonl, a status that disagrees with
+/// its files) is incomplete: say so, remove it so it runs again. Writes the manifest (status log
+/// folded in). The returned summary counts the cells found corrupt.
+pub fn check_resumed_cells(
+    target: SweepTarget<'_>,
+    manifest: &mut Manifest,
+    progress: &mut dyn ExecuteObserver,
+) -> Result<ExecuteSummary, ResultsError> {
+    let SweepTarget { dir, plan, .. } = target;
+    let done = dir.completed_cell_keys()?;
     let mut summary = ExecuteSummary::default();
     for entry in &manifest.cells {
-        if !cells.contains_key(entry.key.as_str()) {
+        if !plan.cells.iter().any(|c| c.key == entry.key) {
             return Err(ResultsError::Resume {
                 path: dir.root.display().to_string(),
                 reason: format!("the run's cell `{}` is not in the current plan: the preset or sweep changed; start a new run instead", entry.name),
             });
         }
-        // A cell whose files do not hold up (truncated stats.json or requests.jsonl, a status
-        // that disagrees with its files) is incomplete: say so, remove it, run it again.
         let dir_exists = dir.cell_dir(&entry.name).is_dir();
         let mut as_complete = entry.clone();
         as_complete.status = CellStatus::Completed;
@@ -155,67 +198,143 @@ pub fn execute(
                 "resume: cell `{}` is incomplete ({problem}); running it again",
                 entry.name
             ));
-            done.remove(&entry.key);
             dir.remove_cell(&entry.name)?;
             summary.rerun_corrupt += 1;
         }
     }
     // The manifest on disk now matches what this invocation starts from (log folded in).
     dir.write_manifest(manifest)?;
-    let mut cell_durations: Vec<Duration> = Vec::new();
-    for key in &keys {
-        let Some(cell) = cells.get(key.as_str()).copied() else {
-            continue;
-        };
-        if done.contains_key(key) {
-            manifest.set_status(key, CellStatus::Completed, None);
-            summary.already_complete += 1;
-            progress.cell_finished(&cell.name, CellStatus::Completed, "(already complete)");
-            continue;
+    Ok(summary)
+}
+
+/// Run the units `source` hands out into `dir` until it has no more, Ctrl-C or the time budget
+/// stops the loop. A unit whose repeats are all on disk already is reported, not rerun; a cell
+/// the manifest does not list yet is appended to it as it is chosen (and the manifest rewritten,
+/// so a resume knows it). Repeats of a cell measured in several units are merged into one cell
+/// directory, as if they had run at once. Adds to `summary`; writes the manifest and summaries
+/// at the end.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's collaborators; a struct would only rename them"
+)]
+pub fn run_units(
+    target: SweepTarget<'_>,
+    manifest: &mut Manifest,
+    backend: &mut dyn CellBackend,
+    source: &mut dyn CellSource,
+    stop: &Cancel,
+    options: ExecuteOptions,
+    progress: &mut dyn ExecuteObserver,
+    summary: &mut ExecuteSummary,
+) -> Result<(), ResultsError> {
+    let SweepTarget { dir, plan, run } = target;
+    let started = Instant::now();
+    let mut on_disk = dir.completed_cell_keys()?;
+    let mut measured: BTreeMap<String, CellMeasurement> = BTreeMap::new();
+    let mut unit_durations: Vec<Duration> = Vec::new();
+    while let Some(unit) = source.next_unit() {
+        let cell = &unit.cell;
+        let key = cell.key.as_str();
+        if !manifest.cells.iter().any(|e| e.key == key) {
+            manifest.cells.push(CellEntry::pending(cell));
+            dir.write_manifest(manifest)?;
         }
-        if stop.is_cancelled() || summary.interrupted {
-            // A stop between cells leaves the rest pending; it is still an interruption.
-            summary.interrupted = true;
-            summary.pending += 1;
-            continue;
-        }
-        if let Some(budget) = options.time_budget {
-            let mean = cell_durations
-                .iter()
-                .sum::<Duration>()
-                .checked_div(cell_durations.len() as u32)
-                .unwrap_or_default();
-            if started.elapsed() + mean > budget {
-                summary.budget_exhausted = true;
-                summary.pending += 1;
+        if let Some(have) = repeats_on_disk(dir, &on_disk, &measured, key)? {
+            if unit.covered_by(&have.iter().map(|r| r.repeat).collect::<Vec<_>>()) {
+                manifest.set_status(key, CellStatus::Completed, None);
+                summary.already_complete += 1;
+                progress.cell_finished(&cell.name, CellStatus::Completed, "(already complete)");
+                source.finished(
+                    &unit,
+                    UnitOutcome::Measured {
+                        repeats: &have,
+                        already: true,
+                    },
+                );
                 continue;
             }
         }
-        let cell_started = Instant::now();
+        let stopped = stop.is_cancelled() || summary.interrupted;
+        let over_budget = !stopped
+            && options.time_budget.is_some_and(|budget| {
+                let mean = unit_durations
+                    .iter()
+                    .sum::<Duration>()
+                    .checked_div(unit_durations.len() as u32)
+                    .unwrap_or_default();
+                started.elapsed() + mean > budget
+            });
+        if stopped || over_budget {
+            // A stop between cells leaves the rest pending; it is still an interruption.
+            summary.interrupted |= stopped;
+            summary.budget_exhausted |= over_budget;
+            summary.pending += 1;
+            for rest in source.drain_remaining() {
+                let have = repeats_on_disk(dir, &on_disk, &measured, &rest.cell.key)?;
+                let covered = have.is_some_and(|h| {
+                    rest.covered_by(&h.iter().map(|r| r.repeat).collect::<Vec<_>>())
+                });
+                if covered {
+                    manifest.set_status(&rest.cell.key, CellStatus::Completed, None);
+                    summary.already_complete += 1;
+                    progress.cell_finished(
+                        &rest.cell.name,
+                        CellStatus::Completed,
+                        "(already complete)",
+                    );
+                } else {
+                    summary.pending += 1;
+                }
+            }
+            break;
+        }
+        let unit_started = Instant::now();
         let resolved = match backend.resolve(cell) {
             Ok(r) => r,
             Err(reason) => {
                 progress.cell_finished(&cell.name, CellStatus::Skipped, &reason);
-                record(dir, manifest, key, CellStatus::Skipped, Some(reason))?;
+                record(
+                    dir,
+                    manifest,
+                    key,
+                    CellStatus::Skipped,
+                    Some(reason.clone()),
+                )?;
                 summary.skipped += 1;
+                source.finished(&unit, UnitOutcome::Skipped { reason: &reason });
                 continue;
             }
         };
-        progress.cell_started(&cell.name, run.repeats, run.workload.requests);
-        let spec = run.cell_spec(resolved.tokens.clone(), cell.load);
+        progress.unit_started(&unit, run.workload.requests);
+        let mut spec = run.cell_spec(resolved.tokens.clone(), cell.load);
+        spec.first_repeat = unit.first_repeat;
+        spec.repeats = unit.repeats;
         let mut make = || backend.start(cell, &resolved);
         let outcome = run_cell(&mut make, &spec, stop, &mut |e| progress.on_event(e));
+        // Earlier repeats of this cell (an earlier unit, or a resumed run's files).
+        let earlier = match measured.remove(key) {
+            Some(m) => Some(m),
+            None => match on_disk.get(key) {
+                Some(name) => load_measurement(dir, name)?,
+                None => None,
+            },
+        };
         match outcome {
             CellOutcome::Completed(m) => {
-                let stats = StatsFile::new(plan, cell, run, &m);
-                dir.write_cell(
-                    &cell.name,
-                    CellFiles {
-                        effective_config_json: &resolved.effective_config_json,
-                        decision_trace_jsonl: &resolved.decision_trace_jsonl,
-                        result: Some((&stats, &m)),
-                    },
-                )?;
+                let had_earlier = earlier.is_some();
+                let m = merge_repeats(earlier, *m);
+                let mut stats = StatsFile::new(plan, cell, run, &m);
+                stats.workload.repeats = m.repeats.len() as u32;
+                let files = CellFiles {
+                    effective_config_json: &resolved.effective_config_json,
+                    decision_trace_jsonl: &resolved.decision_trace_jsonl,
+                    result: Some((&stats, &m)),
+                };
+                if had_earlier {
+                    replace_cell(dir, &cell.name, files)?;
+                } else {
+                    dir.write_cell(&cell.name, files)?;
+                }
                 backend.finish_cell(cell, &dir.cell_dir(&cell.name));
                 let first_engine = manifest.engine.is_none().then(|| m.engine.clone());
                 if first_engine.is_some() {
@@ -233,28 +352,52 @@ pub fn execute(
                 );
                 manifest.set_status(key, CellStatus::Completed, None);
                 dir.record_status(&StatusLine {
-                    key: key.clone(),
+                    key: key.to_string(),
                     status: CellStatus::Completed,
                     reason: None,
                     engine: first_engine,
                 })?;
                 summary.completed += 1;
+                on_disk.insert(key.to_string(), cell.name.clone());
+                let summaries: Vec<RepeatSummary> =
+                    m.repeats.iter().map(|r| r.summary.clone()).collect();
+                measured.insert(key.to_string(), m);
+                source.finished(
+                    &unit,
+                    UnitOutcome::Measured {
+                        repeats: &summaries,
+                        already: false,
+                    },
+                );
             }
             CellOutcome::Failed { reason } => {
-                dir.write_cell(
-                    &cell.name,
-                    CellFiles {
-                        effective_config_json: &resolved.effective_config_json,
-                        decision_trace_jsonl: &resolved.decision_trace_jsonl,
-                        result: None,
-                    },
-                )?;
-                backend.finish_cell(cell, &dir.cell_dir(&cell.name));
+                // A cell with measured repeats keeps them: only a cell without any gets the
+                // directory of a failed attempt.
+                match earlier {
+                    Some(m) => {
+                        measured.insert(key.to_string(), m);
+                    }
+                    None => {
+                        dir.write_cell(
+                            &cell.name,
+                            CellFiles {
+                                effective_config_json: &resolved.effective_config_json,
+                                decision_trace_jsonl: &resolved.decision_trace_jsonl,
+                                result: None,
+                            },
+                        )?;
+                        backend.finish_cell(cell, &dir.cell_dir(&cell.name));
+                    }
+                }
                 progress.cell_finished(&cell.name, CellStatus::Failed, &reason);
-                record(dir, manifest, key, CellStatus::Failed, Some(reason))?;
+                record(dir, manifest, key, CellStatus::Failed, Some(reason.clone()))?;
                 summary.failed += 1;
+                source.finished(&unit, UnitOutcome::Failed { reason: &reason });
             }
             CellOutcome::Interrupted => {
+                if let Some(m) = earlier {
+                    measured.insert(key.to_string(), m);
+                }
                 progress.cell_finished(&cell.name, CellStatus::Interrupted, "stopped by Ctrl-C");
                 record(
                     dir,
@@ -264,16 +407,123 @@ pub fn execute(
                     Some("stopped by Ctrl-C; continue with --resume".into()),
                 )?;
                 summary.interrupted = true;
+                source.finished(&unit, UnitOutcome::Interrupted);
             }
         }
-        cell_durations.push(cell_started.elapsed());
+        unit_durations.push(unit_started.elapsed());
     }
     if !summary.interrupted && !summary.budget_exhausted {
         manifest.finished_at = Some(now_rfc3339());
     }
     checkpoint(dir, manifest)?;
     progress.finish();
-    Ok(summary)
+    Ok(())
+}
+
+/// The repeats recorded for cell `key`: this invocation's measurement, else its `stats.json`.
+fn repeats_on_disk(
+    dir: &RunDir,
+    on_disk: &BTreeMap<String, String>,
+    measured: &BTreeMap<String, CellMeasurement>,
+    key: &str,
+) -> Result<Option<Vec<RepeatSummary>>, ResultsError> {
+    if let Some(m) = measured.get(key) {
+        return Ok(Some(m.repeats.iter().map(|r| r.summary.clone()).collect()));
+    }
+    match on_disk.get(key) {
+        Some(name) => Ok(Some(dir.read_stats(name)?.repeats)),
+        None => Ok(None),
+    }
+}
+
+/// A complete cell's measurement read back from its files (`stats.json` + `requests.jsonl`), to
+/// merge more repeats into it. Engine steps are not read back: a cell extended after a resume
+/// keeps `steps.jsonl` only for the repeats run in the extending invocation.
+fn load_measurement(dir: &RunDir, name: &str) -> Result<Option<CellMeasurement>, ResultsError> {
+    let stats = dir.read_stats(name)?;
+    let path = dir.cell_dir(name).join("requests.jsonl");
+    let text = crate::results::read::read_text(&path)?;
+    let mut records: BTreeMap<u32, Vec<RequestRecord>> = BTreeMap::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let rec: RequestRecord =
+            serde_json::from_str(line).map_err(|e| ResultsError::Serialize {
+                path: format!("{}:{}", path.display(), i + 1),
+                message: e.to_string(),
+            })?;
+        records.entry(rec.repeat).or_default().push(rec);
+    }
+    let repeats = stats
+        .repeats
+        .iter()
+        .map(|s| RepeatResult {
+            records: records.remove(&s.repeat).unwrap_or_default(),
+            summary: s.clone(),
+            steps: Vec::new(),
+        })
+        .collect();
+    Ok(Some(CellMeasurement {
+        engine: stats.engine,
+        repeats,
+        aggregate: stats.aggregate,
+        workload_hash: stats.workload.workload_hash,
+    }))
+}
+
+/// `earlier` repeats of a cell joined with `new` ones (a new repeat replaces an earlier one of
+/// the same index), in repeat order, with the aggregate and workload hash recomputed.
+fn merge_repeats(earlier: Option<CellMeasurement>, new: CellMeasurement) -> CellMeasurement {
+    let Some(earlier) = earlier else {
+        return new;
+    };
+    let mut repeats: BTreeMap<u32, RepeatResult> = earlier
+        .repeats
+        .into_iter()
+        .map(|r| (r.summary.repeat, r))
+        .collect();
+    for r in new.repeats {
+        repeats.insert(r.summary.repeat, r);
+    }
+    let repeats: Vec<RepeatResult> = repeats.into_values().collect();
+    let summaries: Vec<RepeatSummary> = repeats.iter().map(|r| r.summary.clone()).collect();
+    let hashes: Vec<String> = summaries.iter().map(|s| s.workload_hash.clone()).collect();
+    CellMeasurement {
+        engine: new.engine,
+        aggregate: aggregate_repeats(&summaries),
+        workload_hash: crate::workload::combined_hash(&hashes),
+        repeats,
+    }
+}
+
+/// Rewrite a complete cell with more repeats. `write_cell` protects complete cells, so the old
+/// directory moves aside (hidden, ignored by readers) first and is removed once the new one is
+/// in place: a crash in between leaves the old files in `cells/.<name>.previous`, never a
+/// half-written cell.
+fn replace_cell(dir: &RunDir, name: &str, files: CellFiles<'_>) -> Result<(), ResultsError> {
+    let current = dir.cell_dir(name);
+    let aside = current.with_file_name(format!(".{name}.previous"));
+    let io = |action: &'static str, path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| ResultsError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(io("remove", &aside))?;
+    }
+    if current.exists() {
+        std::fs::rename(&current, &aside).map_err(io("rename", &current))?;
+    }
+    dir.write_cell(name, files)?;
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(io("remove", &aside))?;
+    }
+    Ok(())
 }
 
 /// Set a cell's status in `manifest` and append it to the status log.

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::measure::fake::FakeEngine;
+use crate::report::progress::SweepProgress;
 use crate::results::PresetInfo;
 use crate::sweep::{plan, RunOverrides, SweepTable};
 use crate::workload::cell_workload_hash;
@@ -287,4 +288,132 @@ fn time_budget_stops_between_cells() {
     assert_eq!((s.completed, s.pending), (0, 4));
     assert!(started.borrow().is_empty());
     assert!(rd.read_manifest().unwrap().finished_at.is_none());
+}
+
+/// Hands out fixed units (cell index, first repeat, repeats) of the plan and logs outcomes.
+struct Units {
+    cells: Vec<Cell>,
+    units: std::collections::VecDeque<(usize, u32, u32)>,
+    seen: Vec<(String, u32, Vec<u32>, bool)>,
+}
+
+impl CellSource for Units {
+    fn next_unit(&mut self) -> Option<WorkUnit> {
+        let (i, first, n) = self.units.pop_front()?;
+        Some(WorkUnit {
+            cell: self.cells[i].clone(),
+            first_repeat: first,
+            repeats: n,
+            round: Some(first),
+        })
+    }
+
+    fn finished(&mut self, unit: &WorkUnit, outcome: UnitOutcome<'_>) {
+        if let UnitOutcome::Measured { repeats, already } = outcome {
+            let idx = repeats.iter().map(|r| r.repeat).collect();
+            self.seen
+                .push((unit.cell.name.clone(), unit.first_repeat, idx, already));
+        }
+    }
+}
+
+#[test]
+fn units_of_repeats_append_cells_merge_into_one_directory_and_never_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rd, _, p, mut run) = setup(dir.path());
+    run.repeats = 3;
+    // A manifest without cells: the source chooses them as it goes.
+    let mut m = Manifest::new(
+        &rd.root.file_name().unwrap().to_string_lossy(),
+        PresetInfo::new("m3", Path::new("m3.toml"), "x"),
+        &run,
+        &p,
+        &[],
+        None,
+        None,
+        "sha256:w".into(),
+    );
+    let started = Rc::new(RefCell::new(Vec::new()));
+    let plan_units = [(0, 0, 1), (2, 0, 1), (0, 1, 2), (2, 1, 1)];
+    let mut source = Units {
+        cells: p.cells.clone(),
+        units: plan_units.into_iter().collect(),
+        seen: Vec::new(),
+    };
+    let target = SweepTarget {
+        dir: &rd,
+        plan: &p,
+        run: &run,
+    };
+    let mut summary = ExecuteSummary::default();
+    let mut b = Backend {
+        skip: "none",
+        fail: "none",
+        stop_at: None,
+        stop: None,
+        started: started.clone(),
+    };
+    run_units(
+        target,
+        &mut m,
+        &mut b,
+        &mut source,
+        &Cancel::new(),
+        ExecuteOptions::default(),
+        &mut SweepProgress::new(0, true),
+        &mut summary,
+    )
+    .unwrap();
+    assert_eq!(summary.completed, 4);
+    let names: Vec<String> = m.cells.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(
+        names,
+        vec!["c2__A=1", "c2__A=3"],
+        "cells appended as chosen"
+    );
+    let on_disk = rd.read_manifest().unwrap();
+    assert_eq!(on_disk.cells.len(), 2);
+    let a = rd.read_stats("c2__A=1").unwrap();
+    let idx: Vec<u32> = a.repeats.iter().map(|r| r.repeat).collect();
+    assert_eq!(idx, vec![0, 1, 2], "three repeats merged in order");
+    assert_eq!(a.workload.repeats, 3);
+    assert_eq!(a.aggregate.repeats, 3);
+    let seeds: Vec<u64> = a.repeats.iter().map(|r| r.seed).collect();
+    assert_eq!(seeds, m.seeds.repeat_seeds, "the seeds of one whole run");
+    let records = std::fs::read_to_string(rd.cell_dir("c2__A=1").join("requests.jsonl")).unwrap();
+    assert_eq!(
+        records.lines().count(),
+        3 * 4,
+        "every repeat's request records kept"
+    );
+    assert_eq!(
+        source.seen[2],
+        ("c2__A=1".to_string(), 1, vec![0, 1, 2], false),
+        "the source sees the cell's repeats so far"
+    );
+    assert!(!rd.root.join("cells").join(".c2__A=1.previous").exists());
+
+    // The same units again (a resume): every unit is on disk, no engine starts.
+    let before = started.borrow().len();
+    let mut again = Units {
+        cells: p.cells.clone(),
+        units: plan_units.into_iter().collect(),
+        seen: Vec::new(),
+    };
+    let mut s2 = ExecuteSummary::default();
+    let mut m2 = rd.read_manifest().unwrap();
+    run_units(
+        target,
+        &mut m2,
+        &mut backend(&started),
+        &mut again,
+        &Cancel::new(),
+        ExecuteOptions::default(),
+        &mut SweepProgress::new(0, true),
+        &mut s2,
+    )
+    .unwrap();
+    assert_eq!((s2.completed, s2.already_complete), (0, 4));
+    assert_eq!(started.borrow().len(), before);
+    assert!(again.seen.iter().all(|s| s.3));
 }

@@ -25,8 +25,12 @@ pub struct CellRunSpec {
     pub tokens: TokenSpace,
     /// Base seed; repeat r uses `repeat_seed(base_seed, r)`.
     pub base_seed: u64,
-    /// Number of repeats (≥ 1).
+    /// Number of repeats (≥ 1) to run now.
     pub repeats: u32,
+    /// Index of the first repeat to run: repeats `first_repeat..first_repeat + repeats` run, each
+    /// with its own seed, so a cell measured in several parts (a tuner adding repeats, rounds)
+    /// gets exactly the repeats one whole run would have.
+    pub first_repeat: u32,
     /// Load shape.
     pub load: LoadPoint,
     /// Goodput SLO.
@@ -181,9 +185,10 @@ pub fn run_repeats(
         cancel: stop.clone(),
     };
     let mut repeats = Vec::with_capacity(spec.repeats as usize);
-    for repeat in 0..spec.repeats {
+    let first = spec.first_repeat;
+    for repeat in first..first.saturating_add(spec.repeats) {
         let interrupted = || MeasureError::Interrupted {
-            completed_repeats: repeat,
+            completed_repeats: repeat - first,
         };
         let w = workload::generate(&spec.workload, &spec.tokens, spec.base_seed, repeat)?;
         let mut warmup_failed = 0;
@@ -354,7 +359,7 @@ pub fn run_cell(
             let stopped = engine.shutdown();
             let m = measured?;
             stopped.map_err(|source| MeasureError::Engine {
-                repeat: spec.repeats,
+                repeat: spec.first_repeat.saturating_add(spec.repeats),
                 phase: "shutdown",
                 source,
             })?;
@@ -407,6 +412,7 @@ mod tests {
             tokens: TokenSpace::with_special_prefix(1000, 10),
             base_seed: 7,
             repeats,
+            first_repeat: 0,
             load: LoadPoint::Closed { concurrency: 4 },
             slo: Slo {
                 ttft_ms: Some(1.5),

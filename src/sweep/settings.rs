@@ -280,6 +280,7 @@ impl RunSettings {
             tokens,
             base_seed: self.seed,
             repeats: self.repeats,
+            first_repeat: 0,
             load,
             slo: self.slo,
             record_steps: self.record_steps,
