@@ -40,6 +40,8 @@ pub struct CellRunSpec {
     /// Sample the machine around every measured run with the process-wide
     /// [`crate::noise::global`] monitor (calibration kernel before, counters across).
     pub monitor_noise: bool,
+    /// The interleaved round these repeats belong to (stamped on each repeat's summary).
+    pub round: Option<u32>,
 }
 
 /// Progress of a cell, for progress bars and logs (never for statistics).
@@ -261,6 +263,7 @@ pub fn run_repeats(
             }
         }
         summary.noise = noise;
+        summary.round = spec.round;
         observer(&MeasureEvent::RepeatDone {
             repeat,
             output_tokens_per_s: summary.output_tokens_per_s,
@@ -421,6 +424,7 @@ mod tests {
             },
             record_steps: false,
             monitor_noise: false,
+            round: None,
         }
     }
 

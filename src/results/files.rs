@@ -49,6 +49,10 @@ pub struct Manifest {
     /// it was recorded (those are read as they are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<super::RunIdentity>,
+    /// `--order` and the seeded order of every round (absent in manifests written before
+    /// interleaving existed: those ran sequentially).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::execute::rounds::Schedule>,
 }
 
 /// Harness identity.

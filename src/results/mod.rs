@@ -546,6 +546,7 @@ impl Manifest {
             finished_at: None,
             cells: cells.iter().map(|c| CellEntry::pending(c)).collect(),
             identity: None,
+            schedule: None,
         }
     }
 

@@ -285,6 +285,7 @@ impl RunSettings {
             slo: self.slo,
             record_steps: self.record_steps,
             monitor_noise: true,
+            round: None,
         }
     }
 }
