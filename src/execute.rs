@@ -146,7 +146,17 @@ pub fn execute(
     // round, rounds shuffled with the recorded seed; otherwise whole cells in plan order.
     let mut planned_source;
     let mut rounds_source;
+    let mut adaptive_source;
     let source: &mut dyn CellSource = match &manifest.schedule {
+        Some(s) if s.order == rounds::Order::Interleaved && s.auto_repeats => {
+            adaptive_source = rounds::AdaptiveRounds::new(
+                &planned,
+                target.run.repeats,
+                s.seed,
+                crate::stats::pbest::seed_for_run(target.run.seed),
+            );
+            &mut adaptive_source
+        }
         Some(s) if s.order == rounds::Order::Interleaved => {
             rounds_source = rounds::InterleavedRounds::new(&planned, target.run.repeats, s.seed);
             &mut rounds_source

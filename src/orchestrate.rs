@@ -77,6 +77,9 @@ pub struct Choices {
     pub fixed_environment: Option<Vec<(String, String)>>,
     /// `--order`; `None`: the engine kind's default ([`Order::default_for`]).
     pub order: Option<Order>,
+    /// `--repeats auto[:MAX]`: `run.repeats` is MAX and rounds stop early once the tie set of
+    /// the best cell is stable (interleaved order only).
+    pub auto_repeats: bool,
 }
 
 /// Everything validated and planned, before anything runs.
@@ -638,12 +641,16 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
                 prepared.workload_hash.clone(),
             );
             manifest.identity = Some(identity);
-            manifest.schedule = Some(Schedule::new(
-                effective_order(&choices, &prepared),
-                &cells,
-                prepared.run.repeats,
-                prepared.run.seed,
-            ));
+            let order = effective_order(&choices, &prepared);
+            if choices.auto_repeats && order != Order::Interleaved {
+                return Err(Error::Usage(
+                    "--repeats auto adds interleaved rounds: use it with --order interleaved (the default except for [engine] kind = \"server\")".into(),
+                ));
+            }
+            let mut schedule =
+                Schedule::new(order, &cells, prepared.run.repeats, prepared.run.seed);
+            schedule.auto_repeats = choices.auto_repeats;
+            manifest.schedule = Some(schedule);
             let (dir, lock) = RunDir::create_with_manifest(&choices.out, &manifest)?;
             (dir, lock, manifest)
         }

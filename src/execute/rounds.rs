@@ -79,6 +79,10 @@ pub struct Schedule {
     /// Cell names of every round in the order they run (interleaved; empty for sequential).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<Vec<String>>,
+    /// `--repeats auto[:MAX]`: rounds are added until the tie set of the best cell stops
+    /// changing ([`AdaptiveRounds`]); `rounds` then lists the orders of up to MAX rounds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_repeats: bool,
 }
 
 impl Schedule {
@@ -100,6 +104,7 @@ impl Schedule {
             order,
             seed,
             rounds,
+            auto_repeats: false,
         }
     }
 }
@@ -162,6 +167,129 @@ impl CellSource for InterleavedRounds {
     }
 }
 
+/// Fewest rounds before `--repeats auto` may stop (the fewest that give a confidence interval).
+pub const AUTO_MIN_ROUNDS: u32 = 3;
+/// The round limit of `--repeats auto` without `:MAX`.
+pub const AUTO_DEFAULT_MAX: u32 = 10;
+
+/// `--repeats auto[:MAX]`: interleaved rounds, added one at a time until the **tie set of the
+/// best cell stops changing** — after round k ≥ [`AUTO_MIN_ROUNDS`], P(best) and the tie set are
+/// computed over rounds 1..k (paired, seeded as the final ranking is); when ★ and its tie set are
+/// the same cells as after round k − 1 the sweep stops — or MAX rounds (or `--time-budget`) are
+/// reached. One more round can only move the ranking by one repeat per cell; a tie set that
+/// survived that unchanged is what the ranking will report.
+#[derive(Debug, Clone)]
+pub struct AdaptiveRounds {
+    cells: Vec<Cell>,
+    seed: u64,
+    pbest_seed: u64,
+    max_rounds: u32,
+    started_rounds: u32,
+    queue: VecDeque<WorkUnit>,
+    values: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, f64>>,
+    previous: Option<Vec<String>>,
+    /// Why the source stopped adding rounds, once it has.
+    pub stopped: Option<String>,
+}
+
+impl AdaptiveRounds {
+    /// Up to `max_rounds` rounds over `cells`, orders from `seed`, P(best) seeded with
+    /// `pbest_seed`.
+    pub fn new(cells: &[&Cell], max_rounds: u32, seed: u64, pbest_seed: u64) -> AdaptiveRounds {
+        AdaptiveRounds {
+            cells: cells.iter().map(|c| (*c).clone()).collect(),
+            seed,
+            pbest_seed,
+            max_rounds,
+            started_rounds: 0,
+            queue: VecDeque::new(),
+            values: Default::default(),
+            previous: None,
+            stopped: None,
+        }
+    }
+
+    /// ★ and its tie set over the rounds measured so far, as sorted cell keys.
+    fn tie_set(&self) -> Option<Vec<String>> {
+        let keys: Vec<&String> = self.values.keys().collect();
+        let rounds = self.started_rounds as usize;
+        let values: Vec<Vec<Option<f64>>> = keys
+            .iter()
+            .map(|k| {
+                (0..rounds)
+                    .map(|r| self.values[*k].get(&(r as u32)).copied())
+                    .collect()
+            })
+            .collect();
+        let metric = crate::metric::Metric::ranking();
+        let pb = crate::stats::p_best(
+            &values,
+            &crate::stats::PBestOptions {
+                seed: self.pbest_seed,
+                resamples: crate::stats::pbest::DEFAULT_RESAMPLES,
+                direction: metric.direction,
+                paired: true,
+                alpha: crate::stats::DEFAULT_ALPHA,
+                threshold: metric.default_threshold(),
+            },
+        )?;
+        let mut set: Vec<String> = pb.tie_set.iter().map(|&i| keys[i].clone()).collect();
+        set.sort();
+        set.insert(0, keys[pb.best].clone());
+        Some(set)
+    }
+}
+
+impl CellSource for AdaptiveRounds {
+    fn next_unit(&mut self) -> Option<WorkUnit> {
+        if self.queue.is_empty() {
+            if self.stopped.is_some() {
+                return None;
+            }
+            let done = self.started_rounds;
+            if done >= AUTO_MIN_ROUNDS {
+                let now = self.tie_set();
+                if now.is_some() && now == self.previous {
+                    self.stopped = Some(format!(
+                        "the tie set of the best cell did not change in round {done}"
+                    ));
+                    return None;
+                }
+                self.previous = now;
+            }
+            if done >= self.max_rounds {
+                self.stopped = Some(format!("reached {} rounds", self.max_rounds));
+                return None;
+            }
+            let refs: Vec<&Cell> = self.cells.iter().collect();
+            for i in round_order(refs.len(), self.seed, done) {
+                self.queue.push_back(WorkUnit {
+                    cell: refs[i].clone(),
+                    first_repeat: done,
+                    repeats: 1,
+                    round: Some(done),
+                });
+            }
+            self.started_rounds += 1;
+        }
+        self.queue.pop_front()
+    }
+
+    fn finished(&mut self, unit: &WorkUnit, outcome: super::source::UnitOutcome<'_>) {
+        if let super::source::UnitOutcome::Measured { repeats, .. } = outcome {
+            let cell = self.values.entry(unit.cell.key.clone()).or_default();
+            for r in repeats {
+                cell.insert(r.round.unwrap_or(r.repeat), r.output_tokens_per_s);
+            }
+        }
+    }
+
+    fn drain_remaining(&mut self) -> Vec<WorkUnit> {
+        self.stopped.get_or_insert_with(|| "stopped early".into());
+        self.queue.drain(..).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +347,64 @@ mod tests {
         assert!(Schedule::new(Order::Sequential, &refs, 3, 5)
             .rounds
             .is_empty());
+    }
+
+    /// Feed a source measured values: `value(cell_index, round)`.
+    fn drive(s: &mut AdaptiveRounds, value: impl Fn(usize, u32) -> f64) -> u32 {
+        let mut rounds = 0;
+        while let Some(u) = s.next_unit() {
+            rounds = rounds.max(u.first_repeat + 1);
+            let mut summary: crate::measure::RepeatSummary = serde_json::from_value(
+                serde_json::from_str::<serde_json::Value>(include_str!(
+                    "../../tests/golden/stats.json"
+                ))
+                .unwrap()["repeats"][0]
+                    .clone(),
+            )
+            .unwrap();
+            summary.repeat = u.first_repeat;
+            summary.round = u.round;
+            summary.output_tokens_per_s = value(u.cell.index, u.first_repeat);
+            s.finished(
+                &u,
+                crate::execute::UnitOutcome::Measured {
+                    repeats: &[summary],
+                    already: false,
+                },
+            );
+        }
+        rounds
+    }
+
+    #[test]
+    fn auto_repeats_stop_when_the_tie_set_is_stable_or_at_max() {
+        let cells = [cell(0), cell(1), cell(2)];
+        let refs: Vec<&Cell> = cells.iter().collect();
+        // Cell 1 is clearly best from the start: the tie set {1} is the same after rounds 3
+        // and 4 → stop after 4 rounds.
+        let mut s = AdaptiveRounds::new(&refs, 10, 1, 2);
+        let clear = |c: usize, r: u32| {
+            100.0 * (c as f64 + 1.0) * if c == 1 { 2.0 } else { 1.0 } + f64::from(r % 2)
+        };
+        assert_eq!(drive(&mut s, clear), 4);
+        assert!(s
+            .stopped
+            .as_deref()
+            .unwrap()
+            .contains("did not change in round 4"));
+        // Noise that keeps reshuffling the tie set runs to MAX.
+        let mut s = AdaptiveRounds::new(&refs, 6, 1, 2);
+        // Each round a different cell leads by a margin that dwarfs every earlier round, so ★
+        // follows the latest round and changes every time.
+        let flip = |c: usize, r: u32| {
+            if c == (r as usize) % 3 {
+                10f64.powi(r as i32 + 2)
+            } else {
+                1.0
+            }
+        };
+        assert_eq!(drive(&mut s, flip), 6);
+        assert_eq!(s.stopped.as_deref(), Some("reached 6 rounds"));
     }
 
     #[test]
