@@ -163,8 +163,8 @@ pub fn p_best(values: &[Vec<Option<f64>>], opts: &PBestOptions) -> Option<PBest>
     }
     let best = best?;
     let mut tie_set = vec![best];
-    for c in 0..values.len() {
-        if c != best && means[c].is_some() && ties(values, &present, best, c, opts) {
+    for (c, m) in means.iter().enumerate() {
+        if c != best && m.is_some() && ties(values, &present, best, c, opts) {
             tie_set.push(c);
         }
     }

@@ -67,7 +67,7 @@ fn interleaved_rounds_are_recorded_and_the_ranking_reports_p_best() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ranking = &report["ranking"];
     assert_eq!(ranking["method"]["paired"], true);
-    assert!(ranking["tie_set"].as_array().unwrap().len() >= 1);
+    assert!(!ranking["tie_set"].as_array().unwrap().is_empty());
     let total: f64 = report["cells"]
         .as_array()
         .unwrap()
