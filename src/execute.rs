@@ -26,6 +26,7 @@ use crate::results::{
 };
 
 pub mod observer;
+pub mod rounds;
 pub mod source;
 
 use crate::sweep::{Cell, Plan, RunSettings};
@@ -141,12 +142,35 @@ pub fn execute(
         .iter()
         .filter_map(|e| cells.get(e.key.as_str()).copied())
         .collect();
-    let mut source = PlannedCells::new(planned, target.run.repeats);
+    // `--order interleaved` (recorded in the manifest's schedule): one repeat of every cell per
+    // round, rounds shuffled with the recorded seed; otherwise whole cells in plan order.
+    let mut planned_source;
+    let mut rounds_source;
+    let mut adaptive_source;
+    let source: &mut dyn CellSource = match &manifest.schedule {
+        Some(s) if s.order == rounds::Order::Interleaved && s.auto_repeats => {
+            adaptive_source = rounds::AdaptiveRounds::new(
+                &planned,
+                target.run.repeats,
+                s.seed,
+                crate::stats::pbest::seed_for_run(target.run.seed),
+            );
+            &mut adaptive_source
+        }
+        Some(s) if s.order == rounds::Order::Interleaved => {
+            rounds_source = rounds::InterleavedRounds::new(&planned, target.run.repeats, s.seed);
+            &mut rounds_source
+        }
+        _ => {
+            planned_source = PlannedCells::new(planned, target.run.repeats);
+            &mut planned_source
+        }
+    };
     run_units(
         target,
         manifest,
         backend,
-        &mut source,
+        source,
         stop,
         options,
         progress,
@@ -309,6 +333,7 @@ pub fn run_units(
         let mut spec = run.cell_spec(resolved.tokens.clone(), cell.load);
         spec.first_repeat = unit.first_repeat;
         spec.repeats = unit.repeats;
+        spec.round = unit.round;
         let mut make = || backend.start(cell, &resolved);
         let outcome = run_cell(&mut make, &spec, stop, &mut |e| progress.on_event(e));
         // Earlier repeats of this cell (an earlier unit, or a resumed run's files).

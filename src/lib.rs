@@ -28,6 +28,7 @@ pub mod hardware;
 pub mod measure;
 pub mod metric;
 pub mod mock_server;
+pub mod noise;
 pub mod orchestrate;
 pub mod preset;
 pub mod report;

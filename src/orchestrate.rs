@@ -15,6 +15,7 @@ use crate::engine::factory::{finish_stage, CellStart, EngineFactory};
 use crate::engine::reference::spec::EngineSpec;
 use crate::engine::{Cancel, Engine, EngineError};
 use crate::error::Error;
+use crate::execute::rounds::{Order, Schedule};
 use crate::execute::{
     execute, CellBackend, ExecuteOptions, ExecuteSummary, ResolvedCell, SweepTarget,
 };
@@ -74,6 +75,11 @@ pub struct Choices {
     pub fixed_run: Option<RunSettings>,
     /// The `FERRUM_*` environment to use instead of this process's (resume: the recorded one).
     pub fixed_environment: Option<Vec<(String, String)>>,
+    /// `--order`; `None`: the engine kind's default ([`Order::default_for`]).
+    pub order: Option<Order>,
+    /// `--repeats auto[:MAX]`: `run.repeats` is MAX and rounds stop early once the tie set of
+    /// the best cell is stable (interleaved order only).
+    pub auto_repeats: bool,
 }
 
 /// Everything validated and planned, before anything runs.
@@ -581,7 +587,9 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
             DEFAULT_ASSUMED_OUTPUT_TOKENS_PER_S,
             DEFAULT_ENGINE_START_S,
         );
-        let listing = report::dry_run_listing(&to_run, &skipped, estimate);
+        let order = effective_order(&choices, &prepared);
+        let mut listing = report::dry_run_listing(&to_run, &skipped, estimate);
+        listing.push_str(&order_cost(order, to_run.len(), prepared.run.repeats));
         return Ok((prepared, Outcome::DryRun(listing)));
     }
     let preset_info = PresetInfo::new(
@@ -600,6 +608,21 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
                 &prepared.plan.set,
                 Some(&identity),
             )?;
+            // The order is the run's: a resume continues the recorded rounds.
+            let recorded = manifest
+                .schedule
+                .as_ref()
+                .map_or(Order::Sequential, |s| s.order);
+            if let Some(asked) = choices.order.filter(|o| *o != recorded) {
+                return Err(Error::Results(ResultsError::Resume {
+                    path: dir.root.display().to_string(),
+                    reason: format!(
+                        "--order {} differs from the run's {}; resume without --order",
+                        asked.as_str(),
+                        recorded.as_str()
+                    ),
+                }));
+            }
             (dir, lock, manifest)
         }
         None => {
@@ -619,11 +642,28 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
                 prepared.workload_hash.clone(),
             );
             manifest.identity = Some(identity);
+            let order = effective_order(&choices, &prepared);
+            if choices.auto_repeats && order != Order::Interleaved {
+                return Err(Error::Usage(
+                    "--repeats auto adds interleaved rounds: use it with --order interleaved (the default except for [engine] kind = \"server\")".into(),
+                ));
+            }
+            let mut schedule =
+                Schedule::new(order, &cells, prepared.run.repeats, prepared.run.seed);
+            schedule.auto_repeats = choices.auto_repeats;
+            manifest.schedule = Some(schedule);
             let (dir, lock) = RunDir::create_with_manifest(&choices.out, &manifest)?;
             (dir, lock, manifest)
         }
     };
-    let mut progress = SweepProgress::new(manifest.cells.len(), choices.quiet);
+    // Interleaved runs report one line per (cell, round) unit.
+    let units = match &manifest.schedule {
+        Some(s) if s.order == Order::Interleaved => {
+            manifest.cells.len() * prepared.run.repeats as usize
+        }
+        _ => manifest.cells.len(),
+    };
+    let mut progress = SweepProgress::new(units, choices.quiet);
     let mut backend =
         ReferenceBackend::new(&prepared).in_run_dir(&dir.root, &manifest.run_id, stop);
     let summary = execute(
@@ -651,6 +691,28 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
             rows,
         })),
     ))
+}
+
+/// `--order`, else the engine kind's default.
+fn effective_order(choices: &Choices, prepared: &Prepared) -> Order {
+    choices
+        .order
+        .unwrap_or_else(|| Order::default_for(prepared.engines.config().kind()))
+}
+
+/// The `--dry-run` line on the run order and what it costs in engine starts.
+fn order_cost(order: Order, cells: usize, repeats: u32) -> String {
+    let rounds = repeats as usize;
+    match order {
+        Order::Interleaved => format!(
+            "order: interleaved ({rounds} round(s), every cell once per round in a seeded order): {} engine start(s), one per cell per round (sequential: {cells}); the estimate above counts one per cell\n",
+            cells * rounds
+        ),
+        Order::Sequential => format!(
+            "order: sequential (every repeat of a cell back to back): {cells} engine start(s); --order interleaved would need {} (one per cell per round) and lets the ranking compare cells within rounds\n",
+            cells * rounds
+        ),
+    }
 }
 
 /// The results root used when `--out` is not given.

@@ -50,9 +50,10 @@ pub struct LoadOpts {
     /// Warmup requests per repeat (run, not measured; at most 1000000).
     #[arg(long, allow_negative_numbers = true)]
     pub warmup_requests: Option<usize>,
-    /// Repeats per cell (1 to 1000).
-    #[arg(long, allow_negative_numbers = true)]
-    pub repeats: Option<u32>,
+    /// Repeats per cell (1 to 1000), or `auto[:MAX]` (sweep, interleaved): add rounds until the
+    /// tie set of the best cell stops changing, at least 3 and at most MAX (default 10).
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_repeats)]
+    pub repeats: Option<RepeatsArg>,
     /// Base seed of the workload and arrivals.
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -62,6 +63,38 @@ pub struct LoadOpts {
     /// Record one line per engine step in each cell's steps.jsonl.
     #[arg(long)]
     pub steps: bool,
+}
+
+/// `--repeats N` or `--repeats auto[:MAX]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepeatsArg {
+    /// Exactly N repeats per cell.
+    Fixed(u32),
+    /// Adaptive rounds, at most MAX.
+    Auto(u32),
+}
+
+fn parse_repeats(text: &str) -> Result<RepeatsArg, String> {
+    let bad = || format!("`{text}`: expected a number of repeats (1 to 1000) or auto[:MAX]");
+    match text.strip_prefix("auto") {
+        Some("") => Ok(RepeatsArg::Auto(crate::execute::rounds::AUTO_DEFAULT_MAX)),
+        Some(rest) => {
+            let max: u32 = rest
+                .strip_prefix(':')
+                .and_then(|m| m.parse().ok())
+                .ok_or_else(bad)?;
+            if !(crate::execute::rounds::AUTO_MIN_ROUNDS..=1000).contains(&max) {
+                return Err(format!(
+                    "`{text}`: MAX must be 3 to 1000 (auto needs at least 3 rounds)"
+                ));
+            }
+            Ok(RepeatsArg::Auto(max))
+        }
+        None => text
+            .parse::<u32>()
+            .map(RepeatsArg::Fixed)
+            .map_err(|_| bad()),
+    }
 }
 
 /// Output options.
@@ -105,10 +138,13 @@ pub fn choices(
             request_rate: load.request_rate,
             requests: load.requests,
             warmup_requests: load.warmup_requests,
-            repeats: load.repeats,
+            repeats: load.repeats.map(|r| match r {
+                RepeatsArg::Fixed(n) | RepeatsArg::Auto(n) => n,
+            }),
             seed: load.seed,
             quick: load.quick,
         },
+        auto_repeats: matches!(load.repeats, Some(RepeatsArg::Auto(_))),
         record_steps: load.steps,
         out: output.out.clone(),
         quiet: output.quiet,
@@ -164,11 +200,19 @@ fn table_report(ran: &Ran) -> String {
 }
 
 fn json_report(ran: &Ran) -> String {
+    // P(best) and the tie set over the completed cells (see report::ranking).
+    let done: Vec<&report::SummaryRow> = ran.rows.iter().filter(|r| r.stats.is_some()).collect();
+    let stats: Vec<&crate::results::StatsFile> =
+        done.iter().filter_map(|r| r.stats.as_ref()).collect();
+    let pb = report::ranking::rank_stats(&stats);
     let cells: Vec<serde_json::Value> = ran
         .rows
         .iter()
         .map(|row| {
             let aggregate = row.stats.as_ref().map(|s| &s.aggregate);
+            let pos = done.iter().position(|d| d.key == row.key);
+            let p_best = pos.and_then(|i| pb.as_ref()?.p_best.get(i).copied().flatten());
+            let tie = pos.is_some_and(|i| pb.as_ref().is_some_and(|pb| pb.tie_set.contains(&i)));
             serde_json::json!({
                 "name": row.name,
                 "key": row.key,
@@ -177,9 +221,20 @@ fn json_report(ran: &Ran) -> String {
                 "knobs": row.knobs,
                 "load": row.load,
                 "aggregate": aggregate,
+                "p_best": p_best,
+                "tie_with_best": tie,
             })
         })
         .collect();
+    let ranking = pb.as_ref().map(|pb| {
+        serde_json::json!({
+            "objective": crate::metric::Metric::ranking().name,
+            "best": done.get(pb.best).map(|r| r.name.clone()),
+            "tie_set": pb.tie_set.iter().filter_map(|&i| done.get(i).map(|r| r.name.clone())).collect::<Vec<_>>(),
+            "single_winner": pb.tie_set.len() == 1,
+            "method": pb.method,
+        })
+    });
     let mut text = serde_json::to_string_pretty(&serde_json::json!({
         "run_dir": ran.dir.display().to_string(),
         "completed": ran.summary.completed,
@@ -188,6 +243,7 @@ fn json_report(ran: &Ran) -> String {
         "failed": ran.summary.failed,
         "interrupted": ran.summary.interrupted,
         "pending": ran.summary.pending,
+        "ranking": ranking,
         "cells": cells,
     }))
     .unwrap_or_default();

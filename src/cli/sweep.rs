@@ -31,6 +31,11 @@ pub struct Args {
     /// List the cells (and the ones the resolver would skip) with a duration estimate.
     #[arg(long)]
     dry_run: bool,
+    /// Run order: `interleaved` (round r runs every cell once, in a seeded order recorded in the
+    /// manifest; one engine start per cell per round) or `sequential` (every repeat of a cell
+    /// back to back). Default: interleaved, sequential for `[engine] kind = "server"`.
+    #[arg(long, value_name = "ORDER", value_parser = parse_order)]
+    order: Option<crate::execute::rounds::Order>,
     /// Stop cleanly between cells once this much time is used: 90s, 10m, 1h.
     #[arg(long, value_parser = parse_budget)]
     time_budget: Option<std::time::Duration>,
@@ -50,6 +55,10 @@ pub struct Args {
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
     Shard::parse(text).map_err(|err| err.to_string())
+}
+
+fn parse_order(text: &str) -> Result<crate::execute::rounds::Order, String> {
+    text.parse()
 }
 
 fn parse_budget(text: &str) -> Result<std::time::Duration, String> {
@@ -72,6 +81,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
     choices.shard = args.shard;
     choices.dry_run = args.dry_run;
     choices.time_budget = args.time_budget;
+    choices.order = args.order;
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
     let (_, outcome) = orchestrate::run(&choices, &stop)?;

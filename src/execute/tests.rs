@@ -417,3 +417,82 @@ fn units_of_repeats_append_cells_merge_into_one_directory_and_never_rerun() {
     assert_eq!(started.borrow().len(), before);
     assert!(again.seen.iter().all(|s| s.3));
 }
+
+#[test]
+fn interleaved_rounds_resume_mid_round_without_rerunning_a_finished_cell_round() {
+    use super::rounds::{Order, Schedule};
+    let dir = tempfile::tempdir().unwrap();
+    let (rd, mut m, p, run) = setup(dir.path());
+    let cells: Vec<&Cell> = p.cells.iter().collect();
+    let schedule = Schedule::new(Order::Interleaved, &cells, run.repeats, run.seed);
+    let expected: Vec<String> = schedule.rounds.concat();
+    m.schedule = Some(schedule);
+    let started = Rc::new(RefCell::new(Vec::new()));
+    let stop = Cancel::new();
+    // Ctrl-C while the 6th unit runs: round 0 (4 units) and one unit of round 1 are done.
+    let mut b = Backend {
+        skip: "none",
+        fail: "none",
+        stop_at: Some(6),
+        stop: Some(stop.clone()),
+        started: started.clone(),
+    };
+    let target = SweepTarget {
+        dir: &rd,
+        plan: &p,
+        run: &run,
+    };
+    let s = execute(
+        target,
+        &mut m,
+        &mut b,
+        &stop,
+        ExecuteOptions::default(),
+        &mut SweepProgress::new(8, true),
+    )
+    .unwrap();
+    assert!(s.interrupted);
+    assert_eq!(*started.borrow(), expected[..6], "the recorded round order");
+    // Round 0 of every cell is on disk, with its round stamped.
+    for name in &expected[..4] {
+        let stats = rd.read_stats(name).unwrap();
+        assert_eq!(stats.repeats[0].round, Some(0), "{name}");
+    }
+    let rd2 = RunDir::open(&rd.root).unwrap();
+    let mut m2 = rd2.read_manifest().unwrap();
+    assert_eq!(m2.schedule.as_ref().unwrap().order, Order::Interleaved);
+    let s2 = execute(
+        SweepTarget {
+            dir: &rd2,
+            plan: &p,
+            run: &run,
+        },
+        &mut m2,
+        &mut Backend {
+            skip: "none",
+            fail: "none",
+            stop_at: None,
+            stop: None,
+            started: started.clone(),
+        },
+        &Cancel::new(),
+        ExecuteOptions::default(),
+        &mut SweepProgress::new(8, true),
+    )
+    .unwrap();
+    assert!(!s2.interrupted && s2.pending == 0, "{s2:?}");
+    // The resume ran only the interrupted unit and the two after it: no finished (cell, round)
+    // ran twice.
+    assert_eq!(started.borrow()[6..], expected[5..]);
+    for name in &expected[..4] {
+        let stats = rd2.read_stats(name).unwrap();
+        let rounds: Vec<Option<u32>> = stats.repeats.iter().map(|r| r.round).collect();
+        assert_eq!(rounds, vec![Some(0), Some(1)], "{name}");
+    }
+    assert!(rd2
+        .read_manifest()
+        .unwrap()
+        .cells
+        .iter()
+        .all(|c| c.status == CellStatus::Completed));
+}

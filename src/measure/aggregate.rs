@@ -39,6 +39,13 @@ pub struct CellAggregate {
     pub e2e_ms_median: Option<Aggregate>,
     /// Per-repeat E2E p99, ms.
     pub e2e_ms_p99: Option<Aggregate>,
+    /// Closed loop: output tokens/s over the window in which all C slots are busy (see
+    /// `measure::steady`), beside the whole-run `output_tokens_per_s`, which ranks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_output_tokens_per_s: Option<Aggregate>,
+    /// Repeats the noise monitor flagged (indices), absent when none was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noisy_repeats: Vec<u32>,
 }
 
 /// Aggregate the repeats of a cell.
@@ -69,5 +76,16 @@ pub fn aggregate_repeats(repeats: &[RepeatSummary]) -> CellAggregate {
         itl_ms_p99: pct(|r| r.itl_ms, |s| s.p99),
         e2e_ms_median: pct(|r| r.e2e_ms, |s| s.median),
         e2e_ms_p99: pct(|r| r.e2e_ms, |s| s.p99),
+        steady_output_tokens_per_s: aggregate(
+            &repeats
+                .iter()
+                .filter_map(|r| r.steady_output_tokens_per_s)
+                .collect::<Vec<f64>>(),
+        ),
+        noisy_repeats: repeats
+            .iter()
+            .filter(|r| r.noise.as_ref().is_some_and(|n| !n.flags.is_empty()))
+            .map(|r| r.repeat)
+            .collect(),
     }
 }

@@ -8,6 +8,7 @@ mod aggregate;
 pub(crate) mod fake;
 mod record;
 mod run;
+pub mod steady;
 
 pub use aggregate::{aggregate_repeats, CellAggregate};
 pub use record::{summarize, RepeatMeta, RepeatSummary, RequestRecord};

@@ -138,6 +138,21 @@ pub struct RepeatSummary {
     pub e2e_ms: Option<Summary>,
     /// Engine counters reported for the measured run.
     pub counters: BTreeMap<String, f64>,
+    /// Closed loop: output tokens/s over the window in which all C slots are busy
+    /// ([`super::steady`]); absent for open loop or an empty window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_output_tokens_per_s: Option<f64>,
+    /// Length of that window, s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_window_s: Option<f64>,
+    /// What the machine was doing during the repeat ([`crate::noise`]); absent in results
+    /// written before the noise monitor existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<crate::noise::NoiseSample>,
+    /// The interleaved round this repeat ran in (`--order interleaved`); absent when the cell's
+    /// repeats ran back to back, so cells share no rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
 }
 
 /// Per-repeat identity handed to [`summarize`].
@@ -200,6 +215,10 @@ pub fn summarize(meta: RepeatMeta, records: &[RequestRecord], output: &RunOutput
         itl_ms: Summary::from_samples(&itl),
         e2e_ms: collect(&|r| Some(r.e2e_ms)),
         counters: output.counters.clone(),
+        steady_output_tokens_per_s: None,
+        steady_window_s: None,
+        noise: None,
+        round: None,
     }
 }
 

@@ -37,6 +37,11 @@ pub struct CellRunSpec {
     pub slo: Slo,
     /// Ask the engine for per-step records (`steps.jsonl`).
     pub record_steps: bool,
+    /// Sample the machine around every measured run with the process-wide
+    /// [`crate::noise::global`] monitor (calibration kernel before, counters across).
+    pub monitor_noise: bool,
+    /// The interleaved round these repeats belong to (stamped on each repeat's summary).
+    pub round: Option<u32>,
 }
 
 /// Progress of a cell, for progress bars and logs (never for statistics).
@@ -217,6 +222,9 @@ pub fn run_repeats(
             requests: w.measured.len(),
         });
         let load = spec.load.load_spec(w.measured.len(), w.seed);
+        if spec.monitor_noise {
+            lock_monitor().begin();
+        }
         let out = engine
             .run(
                 &w.measured,
@@ -225,6 +233,7 @@ pub fn run_repeats(
                 &mut |e| observer(&MeasureEvent::Engine(e.clone())),
             )
             .map_err(|source| engine_error(repeat, "measured", source))?;
+        let noise = spec.monitor_noise.then(|| lock_monitor().end());
         check_output(repeat, &w.measured, &out.requests)?;
         if !out.requests.is_empty() && out.requests.iter().all(|t| !t.status.is_ok()) {
             let first_reason = match &out.requests[0].status {
@@ -251,7 +260,15 @@ pub fn run_repeats(
             warmup_requests: w.warmup.len(),
             warmup_failed,
         };
-        let summary = summarize(meta, &records, &out);
+        let mut summary = summarize(meta, &records, &out);
+        if let LoadPoint::Closed { concurrency } = spec.load {
+            if let Some(steady) = super::steady::steady_state(&out.requests, concurrency) {
+                summary.steady_output_tokens_per_s = Some(steady.output_tokens_per_s);
+                summary.steady_window_s = Some(steady.window_s);
+            }
+        }
+        summary.noise = noise;
+        summary.round = spec.round;
         observer(&MeasureEvent::RepeatDone {
             repeat,
             output_tokens_per_s: summary.output_tokens_per_s,
@@ -270,6 +287,14 @@ pub fn run_repeats(
         workload_hash: workload::combined_hash(&hashes),
         repeats,
     })
+}
+
+/// The process-wide noise monitor; a poisoned lock (a panic elsewhere while sampling) still
+/// holds a usable monitor.
+fn lock_monitor() -> std::sync::MutexGuard<'static, crate::noise::NoiseMonitor> {
+    crate::noise::global()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The engine must answer every request exactly once, in id order, with its prompt length.
@@ -403,6 +428,8 @@ mod tests {
                 e2e_ms: None,
             },
             record_steps: false,
+            monitor_noise: false,
+            round: None,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod html;
 pub mod label;
 pub mod progress;
+pub mod ranking;
 mod summary;
 
 pub use summary::{

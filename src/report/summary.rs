@@ -88,8 +88,9 @@ fn mean_ci(a: Option<&Aggregate>) -> [String; 2] {
 /// knob, `load, concurrency, request_rate, repeats`, then `<field>_mean, <field>_ci95` for every
 /// metric of the one metric list ([`crate::metric::METRICS`], in its order; `<field>` is the
 /// metric's `stats.json` aggregate field, except that output tok/s keeps its historical column
-/// name `output_tok_s`), then `output_tok_s_cv` and `unsuccessful_requests`. `_ci95` is the 95 %
-/// half-width, empty with fewer than 3 repeats.
+/// name `output_tok_s`), then `output_tok_s_cv` and `unsuccessful_requests`, then the ranking columns `p_best,
+/// tie_with_best, steady_output_tok_s_mean, steady_output_tok_s_ci95, noisy_repeats` (see
+/// [`super::ranking`]). `_ci95` is the 95 % half-width, empty with fewer than 3 repeats.
 pub fn summary_csv(knob_names: &[String], rows: &[SummaryRow]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = ["cell", "key", "status", "reason"]
@@ -102,7 +103,10 @@ pub fn summary_csv(knob_names: &[String], rows: &[SummaryRow]) -> Result<String,
         header.push(format!("{}_ci95", csv_column(m)));
     }
     header.extend(["output_tok_s_cv", "unsuccessful_requests"].map(String::from));
+    header.extend(RANKING_COLUMNS.map(String::from));
     w.write_record(&header)?;
+    let done = ranked(rows);
+    let pb = ranking_of(&done);
     for r in rows {
         let mut rec = vec![
             r.name.clone(),
@@ -141,6 +145,7 @@ pub fn summary_csv(knob_names: &[String], rows: &[SummaryRow]) -> Result<String,
                 .map(|s| s.aggregate.unsuccessful_requests.to_string())
                 .unwrap_or_default(),
         );
+        rec.extend(ranking_cells(r, &done, pb.as_ref()));
         w.write_record(&rec)?;
     }
     let bytes = w
@@ -157,6 +162,49 @@ fn csv_column(m: &Metric) -> &'static str {
         "total_tokens_per_s" => "total_tok_s",
         field => field,
     }
+}
+
+/// `summary.csv`'s ranking columns (after `unsuccessful_requests`): P(best), tie-set
+/// membership (`star`, `tie` or empty), the steady-state output tok/s (mean, CI) and the noise
+/// monitor's flagged repeats (`2/3 (load)`).
+const RANKING_COLUMNS: [&str; 5] = [
+    "p_best",
+    "tie_with_best",
+    "steady_output_tok_s_mean",
+    "steady_output_tok_s_ci95",
+    "noisy_repeats",
+];
+
+fn ranking_cells(
+    r: &SummaryRow,
+    done: &[&SummaryRow],
+    pb: Option<&crate::stats::PBest>,
+) -> [String; 5] {
+    let pos = done.iter().position(|d| d.key == r.key);
+    let p = pos
+        .and_then(|i| pb.and_then(|pb| pb.p_best.get(i).copied().flatten()))
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let tie = match (pos, pb) {
+        (Some(i), Some(pb)) if pb.best == i => "star",
+        (Some(i), Some(pb)) if pb.tie_set.contains(&i) => "tie",
+        _ => "",
+    };
+    let [m, ci] = mean_ci(
+        r.stats
+            .as_ref()
+            .and_then(|s| s.aggregate.steady_output_tokens_per_s.as_ref()),
+    );
+    [
+        p,
+        tie.to_string(),
+        m,
+        ci,
+        r.stats
+            .as_ref()
+            .map(super::ranking::noise_text)
+            .unwrap_or_default(),
+    ]
 }
 
 /// `mean ± ci` with `decimals`, or `mean (no CI, n=2)` when there is no interval.
@@ -183,37 +231,36 @@ fn ranked(rows: &[SummaryRow]) -> Vec<&SummaryRow> {
     done
 }
 
-/// Rank label: `1 ★` for the best cell, `2 ≈★` for a cell statistically indistinguishable from
-/// it under `compare`'s verdict rule on output tok/s (neither `regressed` nor `improved` against
-/// the best: p ≥ α or the change CI reaches within the 3 % threshold); no tie marks below 3
-/// repeats, where nothing can be told apart.
+/// Rank labels: `N ★` for the cell with the highest P(best), `N ≈★` for the other members of
+/// its tie set (not separated from ★ by `compare`'s verdict rule on output tok/s: paired over
+/// shared rounds, else Welch; no tie claims below 3 repeats); see [`super::ranking`].
 fn rank_labels(done: &[&SummaryRow]) -> Vec<String> {
-    use crate::metric::Metric;
-    use crate::stats::{judge, Sample, Verdict, DEFAULT_ALPHA};
-    let m = Metric::ranking();
-    let sample = |r: &SummaryRow| r.output_tps().map(Sample::from_aggregate);
-    let best = done.first().and_then(|r| sample(r));
+    let pb = ranking_of(done);
     done.iter()
         .enumerate()
-        .map(|(i, r)| {
-            if i == 0 {
-                return "1 ★".to_string();
-            }
-            let tie = match (best, sample(r)) {
-                (Some(b), Some(c)) if b.n >= 3 && c.n >= 3 => matches!(
-                    judge(&b, &c, m.direction, DEFAULT_ALPHA, m.default_threshold()).verdict,
-                    Verdict::Unchanged | Verdict::Inconclusive
-                ),
-                _ => false,
+        .map(|(i, _)| {
+            let mark = match &pb {
+                Some(pb) if pb.best == i => " ★",
+                Some(pb) if pb.tie_set.contains(&i) => " ≈★",
+                _ => "",
             };
-            format!("{}{}", i + 1, if tie { " ≈★" } else { "" })
+            format!("{}{mark}", i + 1)
         })
         .collect()
+}
+
+/// P(best) and the tie set of ranked rows (indices into `done`).
+fn ranking_of(done: &[&SummaryRow]) -> Option<crate::stats::PBest> {
+    let stats: Vec<&StatsFile> = done.iter().filter_map(|r| r.stats.as_ref()).collect();
+    (stats.len() == done.len())
+        .then(|| super::ranking::rank_stats(&stats))
+        .flatten()
 }
 
 fn table_rows(rows: &[SummaryRow]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     let done = ranked(rows);
     let labels = rank_labels(&done);
+    let pb = ranking_of(&done);
     let mut ranked_rows = Vec::new();
     for (i, r) in done.iter().enumerate() {
         let s = r.stats.as_ref();
@@ -222,11 +269,17 @@ fn table_rows(rows: &[SummaryRow]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
             labels[i].clone(),
             r.name.clone(),
             agg(OUTPUT_TOK_S),
+            super::ranking::p_text(pb.as_ref().and_then(|p| p.p_best.get(i).copied().flatten())),
+            fmt_agg(
+                s.and_then(|s| s.aggregate.steady_output_tokens_per_s.as_ref()),
+                OUTPUT_TOK_S.decimals,
+            ),
             agg(TTFT_P50),
             agg(TPOT_P50),
             agg(E2E_P50),
             s.map(|s| s.aggregate.unsuccessful_requests.to_string())
                 .unwrap_or_default(),
+            s.map(super::ranking::noise_text).unwrap_or_default(),
         ]);
     }
     let others = rows
@@ -244,16 +297,28 @@ fn table_rows(rows: &[SummaryRow]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
 }
 
 /// Legend under the ranked table.
-const TIE_NOTE: &str = "★ best; ≈★ not distinguishable from it (Welch p ≥ 0.05 or the change CI reaches within ±3 %; needs ≥ 3 repeats)\n";
+const TIE_NOTE: &str = "★ highest P(best) (seeded bootstrap over rounds); ≈★ its tie set: not distinguishable from ★ (p ≥ 0.05 or the change CI reaches within ±3 %; paired test over interleaved rounds, else Welch; needs ≥ 3 repeats); steady = output tok/s while all C slots are busy (whole-run output tok/s ranks); noise = repeats the noise monitor flagged\n";
 
-const RANK_HEADER: [&str; 7] = [
+/// The sentence under the table: the winner, or why there is none.
+fn verdict_text(rows: &[SummaryRow]) -> String {
+    let done = ranked(rows);
+    let names: Vec<&str> = done.iter().map(|r| r.name.as_str()).collect();
+    ranking_of(&done)
+        .map(|pb| format!("{}\n", super::ranking::verdict_line(&names, &pb)))
+        .unwrap_or_default()
+}
+
+const RANK_HEADER: [&str; 10] = [
     "rank",
     "cell",
     "output tok/s",
+    "P(best)",
+    "steady tok/s",
     "TTFT p50 ms",
     "TPOT p50 ms",
     "E2E p50 ms",
     "unsuccessful",
+    "noise",
 ];
 
 /// The final terminal table: completed cells ranked by output tok/s (mean ± 95 % CI), the best
@@ -276,6 +341,7 @@ pub fn ranked_table(rows: &[SummaryRow]) -> String {
         out.push_str(&b.build().with(Style::rounded()).to_string());
         out.push('\n');
         out.push_str(TIE_NOTE);
+        out.push_str(&verdict_text(rows));
     }
     if !others.is_empty() {
         let mut b = Builder::default();
@@ -340,6 +406,8 @@ pub fn summary_markdown(manifest: &Manifest, rows: &[SummaryRow]) -> String {
         md.push_str(&md_table(&RANK_HEADER, &ranked_rows));
         md.push('\n');
         md.push_str(TIE_NOTE);
+        md.push('\n');
+        md.push_str(&verdict_text(rows));
     }
     if !others.is_empty() {
         md.push_str("\n## Cells not measured\n\n");
@@ -449,9 +517,26 @@ mod tests {
                 reason: None,
                 knobs: BTreeMap::new(),
                 load: LoadPoint::Closed { concurrency: 32 },
-                stats: Some(StatsFile {
-                    aggregate: agg,
-                    ..serde_json::from_str(include_str!("../../tests/golden/stats.json")).unwrap()
+                stats: Some({
+                    let mut s: StatsFile =
+                        serde_json::from_str(include_str!("../../tests/golden/stats.json"))
+                            .unwrap();
+                    let template = s.repeats[0].clone();
+                    // P(best) and the tie set read the per-repeat values.
+                    s.repeats = xs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &x)| {
+                            let mut r = template.clone();
+                            r.repeat = i as u32;
+                            r.output_tokens_per_s = x;
+                            r
+                        })
+                        .collect();
+                    StatsFile {
+                        aggregate: agg,
+                        ..s
+                    }
                 }),
             }
         };
@@ -466,6 +551,26 @@ mod tests {
         // Fewer than 3 repeats: no tie marks.
         let rows = [row("a", &[100.0, 101.0]), row("b", &[99.0, 100.0])];
         assert_eq!(rank_labels(&ranked(&rows)), ["1 ★", "2"]);
+        // The table shows P(best) and says that no single winner is claimed.
+        let rows = [
+            row("best", &[1268.0, 1280.0, 1292.0]),
+            row("noisy", &[1180.0, 1246.0, 1312.0]),
+            row("slow", &[410.0, 425.0, 440.0]),
+        ];
+        let table = ranked_table(&rows);
+        assert!(table.contains("P(best)"), "{table}");
+        assert!(
+            table.contains("no single winner: ★ best") && table.contains("1 other cell(s): noisy"),
+            "{table}"
+        );
+        let csv = summary_csv(&[], &rows).unwrap();
+        let header = csv.lines().next().unwrap();
+        assert!(header.ends_with(",p_best,tie_with_best,steady_output_tok_s_mean,steady_output_tok_s_ci95,noisy_repeats"), "{header}");
+        let slow_line = csv.lines().find(|l| l.starts_with("slow,")).unwrap();
+        assert!(slow_line.contains(",0,,"), "{slow_line}");
+        assert!(csv
+            .lines()
+            .any(|l| l.starts_with("best,") && l.contains(",star,")));
     }
 
     #[test]

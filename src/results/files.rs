@@ -53,6 +53,10 @@ pub struct Manifest {
     /// bookkeeping does not grow with the number of cells.
     #[serde(skip)]
     pub(crate) cell_index: CellIndex,
+    /// `--order` and the seeded order of every round (absent in manifests written before
+    /// interleaving existed: those ran sequentially).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::execute::rounds::Schedule>,
 }
 
 /// A lookup cache from cell key to its position in [`Manifest::cells`]. It is a cache, not

@@ -547,6 +547,7 @@ impl Manifest {
             cells: cells.iter().map(|c| CellEntry::pending(c)).collect(),
             identity: None,
             cell_index: Default::default(),
+            schedule: None,
         }
     }
 

@@ -214,6 +214,10 @@ pub struct Comparison {
     pub verdict: Verdict,
     /// Why the verdict is `inconclusive` (or `unchanged` though significant), in words.
     pub reason: Option<String>,
+    /// The test is the paired t-test over shared rounds ([`super::paired`]), not Welch's; the
+    /// `welch` field then holds the paired t, its n−1 degrees of freedom and p.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paired: bool,
 }
 
 /// Apply the verdict rule to baseline `a` and candidate `b` of a metric whose better direction is
@@ -230,6 +234,7 @@ pub fn judge(
         change,
         verdict: Verdict::Inconclusive,
         reason: Some(reason),
+        paired: false,
     };
     let few = [("baseline", a), ("candidate", b)]
         .iter()
@@ -255,6 +260,18 @@ pub fn judge(
             "the baseline mean is 0 or not finite; no relative change".into(),
         );
     };
+    verdict_rule(w, c, direction, alpha, threshold)
+}
+
+/// The verdict rule shared by Welch's and the paired test: `w` is the test (its p decides
+/// significance), `c` the relative change with its CI.
+pub(crate) fn verdict_rule(
+    w: Welch,
+    c: RelativeChange,
+    direction: Direction,
+    alpha: f64,
+    threshold: f64,
+) -> Comparison {
     // Express the interval as "gain": positive is better whatever the metric's direction.
     let (glo, ghi) = match direction {
         Direction::HigherIsBetter => (c.lower, c.upper),
@@ -296,6 +313,7 @@ pub fn judge(
         change: Some(c),
         verdict,
         reason,
+        paired: false,
     }
 }
 

@@ -11,12 +11,16 @@
 
 mod aggregate;
 pub mod difference;
+pub mod paired;
+pub mod pbest;
 mod percentile;
 
 pub use aggregate::{aggregate, student_t_975, Aggregate, Ci95, MIN_REPEATS_FOR_CI};
 pub use difference::{
     judge, welch, Comparison, RelativeChange, Sample, Verdict, Welch, DEFAULT_ALPHA,
 };
+pub use paired::{judge_paired, paired_relative_change, paired_t, shared_rounds};
+pub use pbest::{p_best, PBest, PBestMethod, PBestOptions};
 pub use percentile::{percentile, percentile_sorted, Summary};
 
 use serde::{Deserialize, Serialize};

@@ -284,6 +284,8 @@ impl RunSettings {
             load,
             slo: self.slo,
             record_steps: self.record_steps,
+            monitor_noise: true,
+            round: None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod kernels;
 mod knobs;
 mod merge;
 mod misread;
+mod ranking;
 mod real_ferrum;
 mod report;
 mod resolve;

@@ -17,6 +17,7 @@ mod compare;
 mod data;
 mod load;
 mod page;
+mod pbest;
 mod svg;
 mod timeline;
 

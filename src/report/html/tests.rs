@@ -33,6 +33,17 @@ fn run(values: &[[f64; 3]; 3], with_steps: bool) -> RunData {
                 let mut s = template.clone();
                 s.cell.name = entry.name.clone();
                 s.aggregate.output_tokens_per_s = crate::stats::aggregate(&values[completed]);
+                let repeat = s.repeats[0].clone();
+                s.repeats = values[completed]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let mut r = repeat.clone();
+                        r.repeat = i as u32;
+                        r.output_tokens_per_s = v;
+                        r
+                    })
+                    .collect();
                 s
             });
             let k = completed as f64;
@@ -93,6 +104,7 @@ fn every_section_and_chart_is_present_and_nothing_is_fetched() {
     for id in [
         "run",
         "ranking",
+        "pbest",
         "heatmap",
         "pareto",
         "not-measured",
@@ -167,4 +179,53 @@ fn ranking_marks_best_and_ties_and_the_heatmap_stars_the_best() {
     assert!(html.contains("run with <code>--steps</code>"));
     // Without steps the timeline section says so; the failed cell is crossed in the heatmap.
     assert!(html.contains("data-status=\"failed\"><title>"));
+}
+
+#[test]
+fn pbest_section_names_the_winner_and_lists_flagged_repeats() {
+    let mut data = run(
+        &[
+            [100.0, 101.0, 102.0],
+            [300.0, 301.0, 302.0],
+            [200.0, 202.0, 204.0],
+        ],
+        false,
+    );
+    let html = render(&data);
+    let section = &html[html.find("<section id=\"pbest\"").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("best: "), "{section}");
+    assert!(section.contains("P(best) 1.00"), "{section}");
+    assert!(section.contains("each cell's repeats resampled on their own"));
+    assert!(section.contains("No noise readings"));
+    // A flagged repeat appears in the interference table; rounds make the analysis paired.
+    let stats = data
+        .cells
+        .iter_mut()
+        .find_map(|c| c.stats.as_mut())
+        .unwrap();
+    stats.repeats[1].noise = Some(crate::noise::NoiseSample {
+        steal_pct: Some(0.0),
+        iowait_pct: Some(0.0),
+        other_cpu_pct: Some(41.5),
+        loadavg_1m: Some(3.2),
+        cores: 2,
+        cpu_mhz: None,
+        calibration_ms: Some(4.0),
+        calibration_best_ms: Some(3.0),
+        flags: vec![
+            crate::noise::NoiseFlag::OtherProcesses,
+            crate::noise::NoiseFlag::SlowCalibration,
+        ],
+    });
+    for c in data.cells.iter_mut().filter_map(|c| c.stats.as_mut()) {
+        for r in c.repeats.iter_mut() {
+            r.round = Some(r.repeat);
+        }
+    }
+    let html = render(&data);
+    assert!(html.contains("Repeats measured under interference"));
+    assert!(html.contains("other_processes+slow_calibration"));
+    assert!(html.contains("41.5"));
+    assert!(html.contains("rounds resampled jointly"));
 }
