@@ -257,12 +257,24 @@ fn shards_merge_into_the_unsharded_cell_set() {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_resume_finishes_without_rerunning_cells() {
+    // Sequential order: a cell is whole before the next starts, so "completed before the
+    // interrupt" means all its repeats (interleaved rounds add repeats to a completed cell, and
+    // their mid-round resume is unit-tested in src/execute/tests.rs).
     let root = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("ferrum-bench"));
-    cmd.args(["sweep", &tiny(), "--quiet", "--requests", "200", "--out"])
-        .arg(root.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "sweep",
+        &tiny(),
+        "--quiet",
+        "--requests",
+        "200",
+        "--order",
+        "sequential",
+        "--out",
+    ])
+    .arg(root.path())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     // Wait until the first cell is complete, then interrupt while later cells are running.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

@@ -331,6 +331,7 @@ mod tests {
                 }),
                 verdict: Verdict::Inconclusive,
                 reason: None,
+                paired: false,
             },
         };
         assert_eq!(half_range(&[&m(-0.01, 0.01, 0.03)]), 5.0);
