@@ -49,7 +49,11 @@ run_sweep() {
   end=$(date +%s)
   cleanup; BUSY_PID=""
   echo "$((end - start))" >"$root/wall_s"
-  ls -d "$root"/*/ | head -n1
+  local d
+  for d in "$root"/*/; do
+    echo "$d"
+    return
+  done
 }
 
 for order in $ORDERS; do
