@@ -145,7 +145,6 @@ pub fn execute(
     // `--order interleaved` (recorded in the manifest's schedule): one repeat of every cell per
     // round, rounds shuffled with the recorded seed; otherwise whole cells in plan order.
     let mut planned_source;
-    let mut rounds_source;
     let mut adaptive_source;
     let source: &mut dyn CellSource = match &manifest.schedule {
         Some(s) if s.order == rounds::Order::Interleaved && s.auto_repeats => {
@@ -158,8 +157,8 @@ pub fn execute(
             &mut adaptive_source
         }
         Some(s) if s.order == rounds::Order::Interleaved => {
-            rounds_source = rounds::InterleavedRounds::new(&planned, target.run.repeats, s.seed);
-            &mut rounds_source
+            planned_source = rounds::interleaved_rounds(&planned, target.run.repeats, s.seed);
+            &mut planned_source
         }
         _ => {
             planned_source = PlannedCells::new(planned, target.run.repeats);

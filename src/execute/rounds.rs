@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::source::{CellSource, WorkUnit};
+use super::source::{CellSource, PlannedCells, WorkUnit};
 use crate::sweep::Cell;
 use crate::workload::rng::{below, chacha, splitmix64};
 
@@ -125,46 +125,19 @@ pub fn round_order(n: usize, seed: u64, round: u32) -> Vec<usize> {
     v
 }
 
-/// A [`CellSource`] handing out one repeat of each cell per round, rounds in turn.
-#[derive(Debug, Clone)]
-pub struct InterleavedRounds {
-    queue: VecDeque<WorkUnit>,
-    total: usize,
-}
-
-impl InterleavedRounds {
-    /// `repeats` rounds over `cells`, each round shuffled with `seed`.
-    pub fn new(cells: &[&Cell], repeats: u32, seed: u64) -> InterleavedRounds {
-        let mut queue = VecDeque::new();
-        for r in 0..repeats {
-            for i in round_order(cells.len(), seed, r) {
-                queue.push_back(WorkUnit {
-                    cell: cells[i].clone(),
-                    first_repeat: r,
-                    repeats: 1,
-                    round: Some(r),
-                });
-            }
-        }
-        InterleavedRounds {
-            total: queue.len(),
-            queue,
-        }
-    }
-}
-
-impl CellSource for InterleavedRounds {
-    fn next_unit(&mut self) -> Option<WorkUnit> {
-        self.queue.pop_front()
-    }
-
-    fn drain_remaining(&mut self) -> Vec<WorkUnit> {
-        self.queue.drain(..).collect()
-    }
-
-    fn total_units(&self) -> Option<usize> {
-        Some(self.total)
-    }
+/// One repeat of each cell per round, rounds in turn: `repeats` rounds over `cells`, each round
+/// shuffled with `seed`.
+pub fn interleaved_rounds(cells: &[&Cell], repeats: u32, seed: u64) -> PlannedCells {
+    PlannedCells::from_units((0..repeats).flat_map(|r| {
+        round_order(cells.len(), seed, r)
+            .into_iter()
+            .map(move |i| WorkUnit {
+                cell: cells[i].clone(),
+                first_repeat: r,
+                repeats: 1,
+                round: Some(r),
+            })
+    }))
 }
 
 /// Fewest rounds before `--repeats auto` may stop (the fewest that give a confidence interval).
@@ -322,7 +295,7 @@ mod tests {
     fn interleaved_source_runs_every_cell_once_per_round() {
         let cells = [cell(0), cell(1), cell(2)];
         let refs: Vec<&Cell> = cells.iter().collect();
-        let mut s = InterleavedRounds::new(&refs, 3, 11);
+        let mut s = interleaved_rounds(&refs, 3, 11);
         assert_eq!(s.total_units(), Some(9));
         let mut units = Vec::new();
         while let Some(u) = s.next_unit() {
@@ -338,7 +311,7 @@ mod tests {
         }
         // The manifest's record matches what the source hands out.
         let schedule = Schedule::new(Order::Interleaved, &refs, 3, 5);
-        let mut s = InterleavedRounds::new(&refs, 3, schedule.seed);
+        let mut s = interleaved_rounds(&refs, 3, schedule.seed);
         for round in &schedule.rounds {
             for name in round {
                 assert_eq!(&s.next_unit().unwrap().cell.name, name);

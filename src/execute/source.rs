@@ -88,8 +88,9 @@ pub trait CellSource {
     }
 }
 
-/// A fixed list of whole cells in order: the grid, a shard of it, or the cells a resume
-/// continues (the manifest's list; cells found complete on disk are reported, not rerun).
+/// A fixed list of units in order: whole cells (the grid, a shard of it, or the cells a resume
+/// continues; cells found complete on disk are reported, not rerun), or the one-repeat units of
+/// interleaved rounds ([`super::rounds::interleaved_rounds`]).
 #[derive(Debug, Clone)]
 pub struct PlannedCells {
     queue: VecDeque<WorkUnit>,
@@ -99,10 +100,12 @@ pub struct PlannedCells {
 impl PlannedCells {
     /// Every cell of `cells`, each with all `repeats` repeats.
     pub fn new<'a>(cells: impl IntoIterator<Item = &'a Cell>, repeats: u32) -> PlannedCells {
-        let queue: VecDeque<WorkUnit> = cells
-            .into_iter()
-            .map(|c| WorkUnit::whole(c, repeats))
-            .collect();
+        PlannedCells::from_units(cells.into_iter().map(|c| WorkUnit::whole(c, repeats)))
+    }
+
+    /// These units, in this order.
+    pub fn from_units(units: impl IntoIterator<Item = WorkUnit>) -> PlannedCells {
+        let queue: VecDeque<WorkUnit> = units.into_iter().collect();
         PlannedCells {
             total: queue.len(),
             queue,
