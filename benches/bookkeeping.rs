@@ -19,9 +19,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferrum_bench::engine::instant::InstantEngine;
 use ferrum_bench::engine::{
-    Cancel, Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, LoadSpec, RequestStatus,
-    RequestTrace, RunOptions, RunOutput,
+    Cancel, Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, LoadSpec, RunOptions,
+    RunOutput,
 };
 use ferrum_bench::execute::{execute, CellBackend, ExecuteOptions, ResolvedCell, SweepTarget};
 use ferrum_bench::measure::CellStatus;
@@ -57,54 +58,29 @@ impl Clock {
     }
 }
 
-/// Every request finishes at once with its tokens at virtual 1 ms steps.
-struct InstantEngine {
+/// The library's instant engine (every request finishes at once, tokens at virtual 1 ms steps),
+/// with the time spent inside it added to the clock.
+struct TimedEngine {
+    inner: InstantEngine,
     clock: Arc<Mutex<Clock>>,
 }
 
-impl Engine for InstantEngine {
+impl Engine for TimedEngine {
     fn info(&self) -> EngineInfo {
-        EngineInfo {
-            kind: "bench-instant".into(),
-            version: "1".into(),
-            details: Default::default(),
-        }
+        self.inner.info()
     }
 
     fn run(
         &mut self,
         requests: &[EngineRequest],
-        _load: &LoadSpec,
-        _options: &RunOptions,
-        _progress: &mut dyn FnMut(&EngineEvent),
+        load: &LoadSpec,
+        options: &RunOptions,
+        progress: &mut dyn FnMut(&EngineEvent),
     ) -> Result<RunOutput, EngineError> {
         let t = Instant::now();
-        let traces: Vec<RequestTrace> = requests
-            .iter()
-            .map(|r| {
-                let token_ns: Vec<u64> = (1..=r.output_tokens as u64)
-                    .map(|k| k * 1_000_000)
-                    .collect();
-                RequestTrace {
-                    id: r.id,
-                    status: RequestStatus::Ok,
-                    prompt_tokens: r.prompt.len(),
-                    arrival_ns: 0,
-                    admitted_ns: Some(0),
-                    finished_ns: token_ns.last().copied().unwrap_or(0),
-                    token_ns,
-                    output_ids: Vec::new(),
-                }
-            })
-            .collect();
-        let out = RunOutput {
-            duration_ns: traces.iter().map(|t| t.finished_ns).max().unwrap_or(0),
-            requests: traces,
-            counters: Default::default(),
-            steps: Vec::new(),
-        };
+        let out = self.inner.run(requests, load, options, progress);
         self.clock.lock().expect("clock").inside += t.elapsed();
-        Ok(out)
+        out
     }
 }
 
@@ -126,7 +102,8 @@ impl CellBackend for Backend {
     }
 
     fn start(&mut self, _: &Cell, _: &ResolvedCell) -> Result<Box<dyn Engine>, EngineError> {
-        Ok(Box::new(InstantEngine {
+        Ok(Box::new(TimedEngine {
+            inner: InstantEngine::new("bench-instant"),
             clock: self.clock.clone(),
         }))
     }

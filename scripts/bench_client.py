@@ -11,6 +11,10 @@ and after each case (the machine may be shared). Run from the repository root:
 
     cargo build --release && python3 scripts/bench_client.py [--binary target/release/ferrum-bench] [--mock-threads 2]
 
+With `--baseline OLD_BINARY` every case runs in ABBA order (baseline, candidate, candidate,
+baseline) and the table gains a `binary` column, so a client change is judged side by side under
+the same machine load (the mock server is always the candidate's).
+
 It is a benchmark, not a test: it prints a table and asserts nothing.
 """
 import argparse
@@ -47,9 +51,9 @@ def start_mock(binary, ttft, itl, threads):
     return p, int(line.strip().rsplit(":", 1)[1])
 
 
-def run_case(binary, label, c, ttft, itl, requests, out_tokens, repeats, mock_threads):
+def run_case(binary, label, c, ttft, itl, requests, out_tokens, repeats, mock_threads, mock_binary=None):
     load_before = load1()
-    mock, port = start_mock(binary, ttft, itl, mock_threads)
+    mock, port = start_mock(mock_binary or binary, ttft, itl, mock_threads)
     try:
         with tempfile.TemporaryDirectory() as d:
             preset = os.path.join(d, "p.toml")
@@ -119,7 +123,24 @@ def main():
     ap.add_argument("--binary", default="target/release/ferrum-bench")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mock-threads", type=int, default=2)
+    ap.add_argument("--baseline", help="a second binary measured beside --binary, ABBA order")
     a = ap.parse_args()
+    if a.baseline:
+        print("| case | binary | streamed tok/s | TTFT p50 err ms | TTFT p99 err ms | ITL p50 err ms | ITL p99 err ms | failed | harness CPU ms / 1k tok | mock CPU ms / 1k tok | load avg (1 min) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for case in CASES:
+            for name, binary in [("baseline", a.baseline), ("candidate", a.binary),
+                                 ("candidate", a.binary), ("baseline", a.baseline)]:
+                row = run_case(binary, *case, a.repeats, a.mock_threads, mock_binary=a.binary)
+                if row is None:
+                    continue
+                print(
+                    f"| {row['label']} | {name} | {fmt(row['tok_s'], 0)} | {fmt(row['ttft_p50_err'])} | {fmt(row['ttft_p99_err'])} "
+                    f"| {fmt(row['itl_p50_err'])} | {fmt(row['itl_p99_err'])} | {row['failed']} | {row['cpu_ms_per_1k']:.1f} "
+                    f"| {row['mock_cpu_ms_per_1k']:.1f} | {row['load']} |",
+                    flush=True,
+                )
+        return
     print("| case | streamed tok/s | TTFT p50 err ms | TTFT p99 err ms | ITL p50 err ms | ITL p99 err ms | failed | harness CPU ms / 1k tok | mock CPU ms / 1k tok | load avg (1 min) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for case in CASES:

@@ -4,14 +4,11 @@
 //! every rejection is a one-line error. Case counts are bounded so CI stays fast; raise them with
 //! `PROPTEST_CASES=…` for a longer hunt.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ferrum_bench::config::knobs::Registry;
-use ferrum_bench::engine::{
-    Cancel, Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, LoadSpec, RequestStatus,
-    RequestTrace, RunOptions, RunOutput,
-};
+use ferrum_bench::engine::instant::InstantEngine;
+use ferrum_bench::engine::Cancel;
 use ferrum_bench::measure::{run_repeats, CellStatus};
 use ferrum_bench::preset::Preset;
 use ferrum_bench::results::{
@@ -138,53 +135,6 @@ proptest! {
     }
 }
 
-/// Test engine: every request gets its tokens 1 ms apart, all at once.
-struct InstantEngine;
-
-impl Engine for InstantEngine {
-    fn info(&self) -> EngineInfo {
-        EngineInfo {
-            kind: "test".into(),
-            version: "0".into(),
-            details: BTreeMap::new(),
-        }
-    }
-
-    fn run(
-        &mut self,
-        requests: &[EngineRequest],
-        _load: &LoadSpec,
-        _options: &RunOptions,
-        _progress: &mut dyn FnMut(&EngineEvent),
-    ) -> Result<RunOutput, EngineError> {
-        let traces: Vec<RequestTrace> = requests
-            .iter()
-            .map(|r| {
-                let token_ns: Vec<u64> = (1..=r.output_tokens as u64)
-                    .map(|k| k * 1_000_000)
-                    .collect();
-                RequestTrace {
-                    id: r.id,
-                    status: RequestStatus::Ok,
-                    prompt_tokens: r.prompt.len(),
-                    arrival_ns: 0,
-                    admitted_ns: Some(0),
-                    finished_ns: *token_ns.last().unwrap_or(&0),
-                    token_ns,
-                    output_ids: vec![],
-                }
-            })
-            .collect();
-        let duration_ns = traces.iter().map(|t| t.finished_ns).max().unwrap_or(0);
-        Ok(RunOutput {
-            requests: traces,
-            duration_ns,
-            counters: BTreeMap::new(),
-            steps: vec![],
-        })
-    }
-}
-
 /// A complete two-cell shard written through the library.
 fn write_shard(root: &Path, shard: Shard) -> PathBuf {
     let run = RunSettings::resolve(
@@ -208,7 +158,7 @@ fn write_shard(root: &Path, shard: Shard) -> PathBuf {
     let mut manifest = Manifest::new(&id, preset, &run, &p, &cells, Some(shard), None, wh);
     for c in &cells {
         let m = run_repeats(
-            &mut InstantEngine,
+            &mut InstantEngine::new("test"),
             &run.cell_spec(tokens.clone(), c.load),
             &Cancel::new(),
             &mut |_| {},

@@ -12,6 +12,7 @@
 
 pub mod factory;
 pub mod http;
+pub mod instant;
 pub mod reference;
 
 use std::collections::BTreeMap;

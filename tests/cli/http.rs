@@ -49,6 +49,25 @@ fn write_preset(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// `run PRESET --quiet --out OUT`, which must exit 0 (`what` names the case in the failure);
+/// returns the run directory.
+fn run_ok(preset: &Path, out: &Path, what: &str) -> PathBuf {
+    let o = bin()
+        .arg("run")
+        .arg(preset)
+        .args(["--quiet", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{what}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    run_dir(out)
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -95,41 +114,40 @@ fn ttft_and_itl_percentiles_match_the_mock_and_text_prompts_count_exactly() {
         dir.path(),
         &format!("{}\n[run]\nworkload = \"random-16/12\"\nrequests = 24\nwarmup_requests = 2\nrepeats = 1\nseed = 3\nconcurrency = 8\n", endpoint(m.port, "")),
     );
-    let out = bin()
-        .args(["run"])
-        .arg(&preset)
-        .args(["--quiet", "--out"])
-        .arg(dir.path().join("r"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = run_dir(&dir.path().join("r"));
-    let (name, status, _) = cells(&run).remove(0);
-    assert_eq!(status, "completed");
-    let stats = json(&run.join("cells").join(&name).join("stats.json"));
-    let rep = &stats["repeats"][0];
-    let ttft = &rep["ttft_ms"];
-    let itl = &rep["itl_ms"];
-    let f = |v: &serde_json::Value| v.as_f64().unwrap();
-    assert!(f(&ttft["min"]) >= 49.5, "{ttft}");
-    assert!(f(&ttft["median"]) <= 60.0, "{ttft}");
-    assert!(f(&ttft["p99"]) <= 110.0, "{ttft}");
-    assert!((f(&itl["mean"]) - 10.0).abs() <= 2.0, "{itl}");
-    assert!((f(&itl["median"]) - 10.0).abs() <= 10.0, "{itl}");
-    assert!(f(&itl["p99"]) <= 70.0, "{itl}");
-    assert_eq!(f(&itl["count"]), 24.0 * 11.0);
-    assert_eq!(f(&rep["counters"]["output_count_from_usage"]), 24.0);
-    assert_eq!(f(&rep["counters"]["server_prompt_tokens_mean"]), 16.0);
-    assert_eq!(stats["engine"]["kind"], "endpoint");
-    assert!(stats["engine"]["version"]
-        .as_str()
-        .unwrap()
-        .starts_with("ferrum-bench-mock"));
+    // The timing tolerances hold for a run the machine did not stall; under a burst of load (the
+    // suite runs tests in parallel beside other jobs) one run can miss them, so up to three runs
+    // are made and one must meet every tolerance. Everything that is not timing — counts, usage,
+    // the physical lower bound — must hold in every run.
+    let mut misses = Vec::new();
+    for attempt in 0..3 {
+        let run = run_ok(&preset, &dir.path().join(format!("r{attempt}")), "");
+        let (name, status, _) = cells(&run).remove(0);
+        assert_eq!(status, "completed");
+        let stats = json(&run.join("cells").join(&name).join("stats.json"));
+        let rep = &stats["repeats"][0];
+        let ttft = &rep["ttft_ms"];
+        let itl = &rep["itl_ms"];
+        let f = |v: &serde_json::Value| v.as_f64().unwrap();
+        assert!(f(&ttft["min"]) >= 49.5, "{ttft}");
+        assert_eq!(f(&itl["count"]), 24.0 * 11.0);
+        assert_eq!(f(&rep["counters"]["output_count_from_usage"]), 24.0);
+        assert_eq!(f(&rep["counters"]["server_prompt_tokens_mean"]), 16.0);
+        assert_eq!(stats["engine"]["kind"], "endpoint");
+        assert!(stats["engine"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("ferrum-bench-mock"));
+        let within = f(&ttft["median"]) <= 60.0
+            && f(&ttft["p99"]) <= 110.0
+            && (f(&itl["mean"]) - 10.0).abs() <= 2.0
+            && (f(&itl["median"]) - 10.0).abs() <= 10.0
+            && f(&itl["p99"]) <= 70.0;
+        if within {
+            break;
+        }
+        misses.push(format!("ttft {ttft} itl {itl}"));
+        assert!(attempt < 2, "3 runs out of tolerance: {misses:#?}");
+    }
 
     // Chat with text prompts built by a tokenizer: the mock counts words, so the server's
     // count equals the client's exact count.
@@ -138,20 +156,7 @@ fn ttft_and_itl_percentiles_match_the_mock_and_text_prompts_count_exactly() {
     std::fs::write(&tok, format!(r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":{{"type":"Whitespace"}},"post_processor":null,"decoder":null,"model":{{"type":"WordLevel","vocab":{{{}}},"unk_token":"w0"}}}}"#, vocab.join(","))).unwrap();
     let chat = format!("[engine]\nkind = \"endpoint\"\nbase_url = \"http://127.0.0.1:{}\"\nmodel = \"mock\"\ntokenizer = \"{}\"\n[run]\nworkload = \"random-20/4\"\nrequests = 6\nwarmup_requests = 0\nrepeats = 1\nseed = 3\nconcurrency = 3\n", m.port, tok.display());
     let preset = write_preset(dir.path(), &chat);
-    let out = bin()
-        .arg("run")
-        .arg(&preset)
-        .args(["--quiet", "--out"])
-        .arg(dir.path().join("c"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = run_dir(&dir.path().join("c"));
+    let run = run_ok(&preset, &dir.path().join("c"), "");
     let (name, _, _) = cells(&run).remove(0);
     let stats = json(&run.join("cells").join(&name).join("stats.json"));
     let c = &stats["repeats"][0]["counters"];
@@ -184,20 +189,7 @@ fn every_injected_failure_kind_is_a_failed_request_with_its_reason_outside_laten
             dir.path(),
             &format!("{}\n[run]\nworkload = \"random-8/8\"\nrequests = 16\nwarmup_requests = 0\nrepeats = 1\nseed = 3\nconcurrency = 4\n", endpoint(m.port, "request_timeout = 1.0\n")),
         );
-        let out = bin()
-            .arg("run")
-            .arg(&preset)
-            .args(["--quiet", "--out"])
-            .arg(dir.path().join("r"))
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{kind}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let run = run_dir(&dir.path().join("r"));
+        let run = run_ok(&preset, &dir.path().join("r"), kind);
         let (name, _, _) = cells(&run).remove(0);
         let cell = run.join("cells").join(&name);
         let recs = requests(&cell);
@@ -242,20 +234,7 @@ fn every_request_carries_the_ferrum_correlation_headers() {
         dir.path(),
         &format!("{}\n[run]\nworkload = \"random-8/2\"\nrequests = 4\nwarmup_requests = 2\nrepeats = 2\nseed = 3\nconcurrency = 2\n", endpoint(m.port, "")),
     );
-    let out = bin()
-        .arg("run")
-        .arg(&preset)
-        .args(["--quiet", "--out"])
-        .arg(dir.path().join("r"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = run_dir(&dir.path().join("r"));
+    let run = run_ok(&preset, &dir.path().join("r"), "");
     let run_id = run.file_name().unwrap().to_string_lossy().into_owned();
     let (cell, _, _) = cells(&run).remove(0);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
@@ -562,20 +541,7 @@ fn the_hidden_fake_engine_runs_deterministically_from_the_binary() {
         dir.path(),
         "[engine]\nkind = \"fake\"\ntick_ms = 2\n[run]\nworkload = \"random-8/5\"\nrequests = 8\nwarmup_requests = 1\nrepeats = 1\nseed = 3\nconcurrency = 2\n",
     );
-    let out = bin()
-        .arg("run")
-        .arg(&preset)
-        .args(["--quiet", "--out"])
-        .arg(dir.path().join("r"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = run_dir(&dir.path().join("r"));
+    let run = run_ok(&preset, &dir.path().join("r"), "");
     let (name, _, _) = cells(&run).remove(0);
     let stats = json(&run.join("cells").join(&name).join("stats.json"));
     assert_eq!(stats["repeats"][0]["ttft_ms"]["median"], 2.0);

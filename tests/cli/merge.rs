@@ -1,65 +1,14 @@
 //! `ferrum-bench merge`: shards written through the library merge into the unsharded cell set;
 //! mismatched presets are refused with exit code 2.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use ferrum_bench::engine::{
-    Engine, EngineError, EngineEvent, EngineInfo, EngineRequest, LoadSpec, RequestStatus,
-    RequestTrace, RunOptions, RunOutput,
-};
+use ferrum_bench::engine::instant::InstantEngine;
 use ferrum_bench::measure::{run_repeats, CellStatus};
 use ferrum_bench::results::{CellFiles, Manifest, PresetInfo, RunDir, StatsFile};
 use ferrum_bench::sweep::{plan, RunOverrides, RunSettings, Shard, SweepTable};
 use ferrum_bench::workload::{cell_workload_hash, TokenSpace};
-
-/// Test engine: every request gets its tokens 1 ms apart from its arrival, all concurrently.
-struct InstantEngine;
-
-impl Engine for InstantEngine {
-    fn info(&self) -> EngineInfo {
-        EngineInfo {
-            kind: "test".into(),
-            version: "0".into(),
-            details: BTreeMap::new(),
-        }
-    }
-
-    fn run(
-        &mut self,
-        requests: &[EngineRequest],
-        _load: &LoadSpec,
-        _options: &RunOptions,
-        _progress: &mut dyn FnMut(&EngineEvent),
-    ) -> Result<RunOutput, EngineError> {
-        let traces: Vec<RequestTrace> = requests
-            .iter()
-            .map(|r| {
-                let token_ns: Vec<u64> = (1..=r.output_tokens as u64)
-                    .map(|k| k * 1_000_000)
-                    .collect();
-                RequestTrace {
-                    id: r.id,
-                    status: RequestStatus::Ok,
-                    prompt_tokens: r.prompt.len(),
-                    arrival_ns: 0,
-                    admitted_ns: Some(0),
-                    finished_ns: *token_ns.last().unwrap_or(&0),
-                    token_ns,
-                    output_ids: vec![],
-                }
-            })
-            .collect();
-        let duration_ns = traces.iter().map(|t| t.finished_ns).max().unwrap_or(0);
-        Ok(RunOutput {
-            requests: traces,
-            duration_ns,
-            counters: BTreeMap::new(),
-            steps: vec![],
-        })
-    }
-}
 
 fn write_shard(root: &Path, shard: Option<Shard>, preset_text: &str) -> PathBuf {
     let run = RunSettings::resolve(
@@ -85,7 +34,7 @@ fn write_shard(root: &Path, shard: Option<Shard>, preset_text: &str) -> PathBuf 
     let mut manifest = Manifest::new(&id, preset, &run, &p, &cells, shard, None, wh);
     for c in &cells {
         let m = run_repeats(
-            &mut InstantEngine,
+            &mut InstantEngine::new("test"),
             &run.cell_spec(tokens.clone(), c.load),
             &ferrum_bench::engine::Cancel::new(),
             &mut |_| {},

@@ -40,13 +40,20 @@ impl SseParser {
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<SseItem>) {
         let mut rest = bytes;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..pos]);
+            let head = &rest[..pos];
             rest = &rest[pos + 1..];
-            let mut line = std::mem::take(&mut self.line);
-            if line.last() == Some(&b'\r') {
-                line.pop();
+            if self.line.is_empty() {
+                // The whole line is in this read: parse it in place, no copy.
+                self.line_done(strip_cr(head), out);
+            } else {
+                // A line split across reads: finish it in the buffer, then keep the buffer's
+                // allocation for the next split line.
+                self.line.extend_from_slice(head);
+                let mut line = std::mem::take(&mut self.line);
+                self.line_done(strip_cr(&line), out);
+                line.clear();
+                self.line = line;
             }
-            self.line_done(&line, out);
         }
         self.line.extend_from_slice(rest);
     }
@@ -105,6 +112,11 @@ impl SseParser {
             }
         }
     }
+}
+
+/// `line` without one trailing `\r` (a `\r\n` line end).
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// The first [`EXCERPT`] characters of `text`.
