@@ -18,11 +18,15 @@
 //! | `load` | 1-min load average > 1.5 × cores | runnable threads exceed the cores by half: someone waited for a CPU (the average lags by about a minute, so this flag is the least precise) |
 //! | `slow_calibration` | calibration > 1.25 × the fastest in this process | the same fixed single-thread work took 25 % longer than it can: the CPU was shared or clocked down at the start of the repeat (25 % is above the kernel's own spread of a few % on a quiet machine) |
 //! | `frequency_drop` | mean CPU MHz < 0.9 × the highest seen | thermal or power throttling |
+//! | `gpu_throttle` | an NVIDIA GPU reports a slowdown clock-event reason at the start or end of the repeat (power cap, thermal, hardware slowdown, power brake) | the GPU ran below the clock it can hold; idle, locked application clocks and sync boost are not slowdowns |
+//! | `gpu_clock_drop` | lowest SM clock < 0.9 × the highest seen | the GPU clocked down between repeats (unlocked clocks boosting and settling, or a slowdown that ended before the reading) |
 //!
 //! The readings go into each repeat of `stats.json` (`repeats[i].noise`) and the flags into the
 //! tables; `--rerun-noisy N` re-measures flagged repeats. Readings that a machine does not
 //! provide are `null` and never flag. The probe is behind [`Probe`] so tests inject signals.
+//! GPU readings ([`gpu`]) come from NVML when the hardware probe found NVIDIA GPUs.
 
+pub mod gpu;
 pub mod probe;
 
 use std::sync::{Mutex, OnceLock};
@@ -74,6 +78,8 @@ pub struct Reading {
     pub loadavg_1m: Option<f64>,
     /// Mean CPU frequency, MHz.
     pub cpu_mhz: Option<f64>,
+    /// GPU clocks and clock-event reasons (`None` without NVIDIA GPUs or NVML).
+    pub gpu: Option<gpu::GpuReading>,
 }
 
 /// A source of readings: the real machine ([`ProcProbe`]) or, in tests, injected signals.
@@ -102,6 +108,10 @@ pub enum NoiseFlag {
     SlowCalibration,
     /// The CPU clock dropped.
     FrequencyDrop,
+    /// A GPU reported a slowdown reason (power cap, thermal, hardware slowdown).
+    GpuThrottle,
+    /// A GPU's SM clock dropped.
+    GpuClockDrop,
 }
 
 impl NoiseFlag {
@@ -114,6 +124,8 @@ impl NoiseFlag {
             NoiseFlag::Load => "load",
             NoiseFlag::SlowCalibration => "slow_calibration",
             NoiseFlag::FrequencyDrop => "frequency_drop",
+            NoiseFlag::GpuThrottle => "gpu_throttle",
+            NoiseFlag::GpuClockDrop => "gpu_clock_drop",
         }
     }
 }
@@ -138,6 +150,13 @@ pub struct NoiseSample {
     pub calibration_ms: Option<f64>,
     /// The fastest calibration seen so far in this process, ms (the reference of the flag).
     pub calibration_best_ms: Option<f64>,
+    /// Lowest GPU SM clock at the end of the repeat, MHz (absent without NVIDIA GPUs; older
+    /// files do not have it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_sm_mhz: Option<f64>,
+    /// GPU slowdown reasons seen at the start or end of the repeat (absent without NVIDIA GPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_slowdown_reasons: Option<Vec<String>>,
     /// Flags raised (empty: no interference seen).
     pub flags: Vec<NoiseFlag>,
 }
@@ -168,6 +187,8 @@ pub struct Thresholds {
     pub calibration_ratio: f64,
     /// CPU frequency relative to the highest seen.
     pub frequency_ratio: f64,
+    /// GPU SM clock relative to the highest seen.
+    pub gpu_clock_ratio: f64,
 }
 
 impl Thresholds {
@@ -179,6 +200,7 @@ impl Thresholds {
         load_per_core: 1.5,
         calibration_ratio: 1.25,
         frequency_ratio: 0.9,
+        gpu_clock_ratio: 0.9,
     };
 }
 
@@ -191,6 +213,7 @@ pub struct NoiseMonitor {
     calibration: Option<f64>,
     best_calibration: Option<f64>,
     max_mhz: Option<f64>,
+    max_gpu_mhz: Option<f64>,
 }
 
 impl std::fmt::Debug for NoiseMonitor {
@@ -212,6 +235,7 @@ impl NoiseMonitor {
             calibration: None,
             best_calibration: None,
             max_mhz: None,
+            max_gpu_mhz: None,
         }
     }
 
@@ -280,6 +304,23 @@ impl NoiseMonitor {
                 flags.push(NoiseFlag::FrequencyDrop);
             }
         }
+        let gpu_now = now.gpu;
+        let gpu_sm_mhz = gpu_now.and_then(|g| g.sm_mhz_min);
+        if let Some(m) = gpu_sm_mhz {
+            self.max_gpu_mhz = Some(self.max_gpu_mhz.map_or(m, |x| x.max(m)));
+        }
+        let gpu_slowdown_reasons = gpu_now.map(|g| {
+            let bits = g.reason_bits | start.gpu.map_or(0, |s| s.reason_bits);
+            gpu::slowdown_names(bits)
+        });
+        if gpu_slowdown_reasons.as_ref().is_some_and(|r| !r.is_empty()) {
+            flags.push(NoiseFlag::GpuThrottle);
+        }
+        if let (Some(m), Some(max)) = (gpu_sm_mhz, self.max_gpu_mhz) {
+            if m < t.gpu_clock_ratio * max {
+                flags.push(NoiseFlag::GpuClockDrop);
+            }
+        }
         NoiseSample {
             steal_pct,
             iowait_pct,
@@ -289,6 +330,8 @@ impl NoiseMonitor {
             cpu_mhz: now.cpu_mhz,
             calibration_ms: self.calibration.take(),
             calibration_best_ms: self.best_calibration,
+            gpu_sm_mhz,
+            gpu_slowdown_reasons,
             flags,
         }
     }
@@ -337,6 +380,7 @@ mod tests {
             own_ticks: Some(own),
             loadavg_1m: Some(0.5),
             cpu_mhz: Some(3000.0),
+            gpu: None,
         }
     }
 
@@ -433,6 +477,55 @@ mod tests {
         );
         assert_eq!(s.flag_text(), "load+slow_calibration+frequency_drop");
         assert_eq!(s.calibration_best_ms, Some(4.0));
+    }
+
+    #[test]
+    fn gpu_slowdown_reasons_and_clock_drops_flag() {
+        let gpu = |mhz: f64, bits: u64| Reading {
+            gpu: Some(gpu::GpuReading {
+                sm_mhz_min: Some(mhz),
+                reason_bits: bits,
+            }),
+            ..reading(0, 0, 0, 0, 0)
+        };
+        let mut m = monitor(
+            vec![
+                // Idle + locked application clocks: not a slowdown.
+                gpu(2520.0, 0x1 | 0x2),
+                gpu(2520.0, 0x2),
+                // A power cap at the start of the repeat only still flags it.
+                gpu(2520.0, 0x4),
+                gpu(2400.0, 0x2),
+                // 2200 < 0.9 × 2520: the clock dropped; thermal slowdown at the end.
+                gpu(2500.0, 0x0),
+                gpu(2200.0, 0x20),
+            ],
+            vec![],
+        );
+        m.begin();
+        let s = m.end();
+        assert_eq!(s.flags, vec![]);
+        assert_eq!(s.gpu_sm_mhz, Some(2520.0));
+        assert_eq!(s.gpu_slowdown_reasons, Some(vec![]));
+        m.begin();
+        let s = m.end();
+        assert_eq!(s.flags, vec![NoiseFlag::GpuThrottle]);
+        assert_eq!(
+            s.gpu_slowdown_reasons,
+            Some(vec!["sw_power_cap".to_string()])
+        );
+        m.begin();
+        let s = m.end();
+        assert_eq!(
+            s.flags,
+            vec![NoiseFlag::GpuThrottle, NoiseFlag::GpuClockDrop]
+        );
+        assert_eq!(s.flag_text(), "gpu_throttle+gpu_clock_drop");
+        // Without GPUs the fields are absent from the JSON, as in files written before them.
+        let mut cpu = monitor(vec![Reading::default(), Reading::default()], vec![]);
+        cpu.begin();
+        let json = serde_json::to_value(cpu.end()).unwrap();
+        assert!(json.get("gpu_sm_mhz").is_none() && json.get("gpu_slowdown_reasons").is_none());
     }
 
     #[test]

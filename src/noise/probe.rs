@@ -29,6 +29,7 @@ impl Probe for ProcProbe {
                     .ok()
                     .and_then(|t| parse_cpuinfo_mhz(&t))
             }),
+            gpu: super::gpu::read(),
         }
     }
 

@@ -202,6 +202,8 @@ mod tests {
             cpu_mhz: None,
             calibration_ms: None,
             calibration_best_ms: None,
+            gpu_sm_mhz: None,
+            gpu_slowdown_reasons: None,
             flags,
         };
         use crate::noise::NoiseFlag::*;

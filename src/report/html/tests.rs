@@ -213,6 +213,8 @@ fn pbest_section_names_the_winner_and_lists_flagged_repeats() {
         cpu_mhz: None,
         calibration_ms: Some(4.0),
         calibration_best_ms: Some(3.0),
+        gpu_sm_mhz: None,
+        gpu_slowdown_reasons: None,
         flags: vec![
             crate::noise::NoiseFlag::OtherProcesses,
             crate::noise::NoiseFlag::SlowCalibration,
