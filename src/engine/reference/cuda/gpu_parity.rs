@@ -25,7 +25,7 @@ use crate::engine::reference::knobs::EngineKnobs;
 use crate::engine::reference::kv::LayerKv;
 use crate::engine::reference::model::{FwdCall, FwdItem, FwdStats, Model, MoePath};
 use crate::engine::reference::spec::{Device, Dtype, EngineSpec};
-use crate::engine::{Engine, EngineRequest, LoadSpec, RunOptions};
+use crate::engine::{EngineRequest, LoadSpec, RunOptions};
 
 /// Relative logits tolerance (see the module doc).
 const TOL: f32 = 1e-2;
