@@ -137,7 +137,10 @@ impl Gen<'_> {
             std,
         } = t.kind
         else {
-            return Err(EngineError::Fault(format!("{} is not an int4 matrix", t.name)));
+            return Err(EngineError::Fault(format!(
+                "{} is not an int4 matrix",
+                t.name
+            )));
         };
         let bytes = rows * cols / 2;
         let groups_per_row = cols / group;
@@ -151,7 +154,11 @@ impl Gen<'_> {
             self.scratch = self.gpu.zeros::<u32>(2 * groups)?;
         }
         let scratch = self.gpu.ptr(&self.scratch, 0);
-        self.words(t.first_word + (bytes / 4) as u64, 2 * groups as u64, scratch)?;
+        self.words(
+            t.first_word + (bytes / 4) as u64,
+            2 * groups as u64,
+            scratch,
+        )?;
         self.gpu.launch(
             "int4_scales",
             launch::elementwise(groups as u64),
@@ -172,7 +179,10 @@ impl Gen<'_> {
             rows, cols, group, ..
         } = t.kind
         else {
-            return Err(EngineError::Fault(format!("{} is not an int4 matrix", t.name)));
+            return Err(EngineError::Fault(format!(
+                "{} is not an int4 matrix",
+                t.name
+            )));
         };
         Ok(DInt4 {
             packed: self.gpu.zeros::<u8>(stack * rows * cols / 2)?,
@@ -242,11 +252,7 @@ impl DModel {
                         &gate_up,
                         x * gate_up.rows,
                     )?;
-                    g.int4_into(
-                        get(&p(&format!("experts.{x}.down")))?,
-                        &down,
-                        x * down.rows,
-                    )?;
+                    g.int4_into(get(&p(&format!("experts.{x}.down")))?, &down, x * down.rows)?;
                 }
                 DFfn::Moe {
                     router,

@@ -155,7 +155,9 @@ impl Engine for CudaEngine {
         } = self;
         let vocab = spec.vocab_size;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            scheduler::run(knobs, *limits, vocab, exec, requests, load, options, progress)
+            scheduler::run(
+                knobs, *limits, vocab, exec, requests, load, options, progress,
+            )
         }));
         match outcome {
             Ok(result) => result,

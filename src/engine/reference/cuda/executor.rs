@@ -247,7 +247,12 @@ impl CudaExecutor {
         g.launch(
             "embed",
             l.rows,
-            &[up(&ints.tokens), self.p(&self.model.embed, 0), Arg::I(h as i32), x],
+            &[
+                up(&ints.tokens),
+                self.p(&self.model.embed, 0),
+                Arg::I(h as i32),
+                x,
+            ],
         )?;
         self.round_if_fp16(&l, m)?;
         for (li, layer) in self.model.layers.iter().enumerate() {
@@ -376,15 +381,18 @@ impl CudaExecutor {
                     g.launch(
                         "router_topk",
                         *topk,
-                        &[rl, Arg::I(m as i32), Arg::I(e as i32), Arg::I(k as i32), ids, pw],
+                        &[
+                            rl,
+                            Arg::I(m as i32),
+                            Arg::I(e as i32),
+                            Arg::I(k as i32),
+                            ids,
+                            pw,
+                        ],
                     )?;
                     let counts = self.p(&b.expert_ints, li * e);
                     g.launch("moe_count", *count, &[ids, Arg::I(pairs as i32), counts])?;
-                    let (gu, act, y) = (
-                        self.p(&b.gate_up, 0),
-                        self.p(&b.act, 0),
-                        self.p(&b.y, 0),
-                    );
+                    let (gu, act, y) = (self.p(&b.gate_up, 0), self.p(&b.act, 0), self.p(&b.y, 0));
                     let expert_args = |xin: Arg, kin: usize, w: &DInt4, out: Arg| {
                         [
                             xin,
@@ -485,7 +493,12 @@ impl CudaExecutor {
             let counts = self
                 .gpu
                 .stream()
-                .clone_dtoh(&self.buf.expert_ints.slice(..spec.num_layers * spec.num_experts))
+                .clone_dtoh(
+                    &self
+                        .buf
+                        .expert_ints
+                        .slice(..spec.num_layers * spec.num_experts),
+                )
                 .map_err(fault("read the expert counts"))?;
             for (li, c) in counts.chunks_exact(spec.num_experts).enumerate() {
                 let (used, loads) = expert_stats(c, call.moe);

@@ -54,9 +54,7 @@ fn spec(arch: &str, device: Device) -> EngineSpec {
 
 /// Seq `i`'s blocks, interleaved with the other sequences' (a scattered table).
 fn blocks(i: usize) -> Vec<u32> {
-    (0..BLOCKS_PER_SEQ)
-        .map(|b| (b * SEQS + i) as u32)
-        .collect()
+    (0..BLOCKS_PER_SEQ).map(|b| (b * SEQS + i) as u32).collect()
 }
 
 fn prompts(vocab: usize) -> Vec<Vec<u32>> {
@@ -268,8 +266,7 @@ fn gpu_engine_runs_a_workload_through_the_scheduler() {
     assert_eq!(gpu_engine.info().details["device"], "cuda");
     let out = gpu_engine.run(&reqs, &load, &opts, &mut |_| {}).unwrap();
     let mut cpu_engine =
-        crate::engine::reference::start_reference(&spec("qwen3_moe", Device::Cpu), &knobs)
-            .unwrap();
+        crate::engine::reference::start_reference(&spec("qwen3_moe", Device::Cpu), &knobs).unwrap();
     let cpu = cpu_engine.run(&reqs, &load, &opts, &mut |_| {}).unwrap();
     assert!(!out.steps.is_empty());
     let mut identical = 0;

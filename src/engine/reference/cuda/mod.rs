@@ -44,9 +44,9 @@ pub fn unavailable_reason() -> Option<String> {
     #[cfg(feature = "cuda")]
     match crate::hardware::current() {
         Err(err) => Some(err),
-        Ok(probe) => probe.no_gpu_reason().or_else(|| {
-            (!kernels::nvrtc_present()).then(|| kernels::NVRTC_MISSING.to_string())
-        }),
+        Ok(probe) => probe
+            .no_gpu_reason()
+            .or_else(|| (!kernels::nvrtc_present()).then(|| kernels::NVRTC_MISSING.to_string())),
     }
 }
 

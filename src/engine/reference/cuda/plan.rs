@@ -492,12 +492,18 @@ mod tests {
         // The device reads table[pos / 16] from tables + table_start: the slot again.
         let tables = part(&ints.tables);
         for r in 0..6 {
-            let (p, s) = (ints.data[ints.pos.start + r], ints.data[ints.slots.start + r]);
+            let (p, s) = (
+                ints.data[ints.pos.start + r],
+                ints.data[ints.slots.start + r],
+            );
             let start = ints.data[ints.table_start.start + r] as usize;
             assert_eq!(tables[start + p as usize / 16] * 16 + p % 16, s);
         }
         assert_eq!(part(&ints.logit_rows), vec![2, 5]);
-        assert_eq!(part(&ints.pair_token), vec![0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(
+            part(&ints.pair_token),
+            vec![0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+        );
         assert_eq!(part(&ints.pair_identity), (0..12).collect::<Vec<i32>>());
         // Parts are contiguous and cover the upload.
         assert_eq!(ints.tokens.start, 0);
@@ -543,7 +549,10 @@ mod tests {
         assert!(up.data.len() <= Workspace::new(&s, 3, 3).upload_capacity());
         let q = spec("qwen2");
         let d = Workspace::new(&q, 4, 1);
-        assert_eq!((d.pairs, d.pair_hidden, d.router, d.expert_ints), (0, 0, 0, 0));
+        assert_eq!(
+            (d.pairs, d.pair_hidden, d.router, d.expert_ints),
+            (0, 0, 0, 0)
+        );
         assert_eq!(d.gate_up, 4 * 2 * 29_568);
         assert!(d.bytes() > 4 * (3 * d.hidden + d.logits) as u64);
     }
