@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one run that fits a short loan of a fresh GPU machine (under
-# 8 minutes, most of it the release build and the test build). Writes its outputs under ${1:-gpu-check}/ and
+# Everything that needs a GPU, in one run sized for a short loan of a fresh GPU machine (under
+# 8 minutes expected, most of it the release build and the test build; not yet timed on one). Writes its outputs under ${1:-gpu-check}/ and
 # prints a summary to paste into the README.
 #
 #   bash scripts/gpu-check.sh [OUT_DIR]
