@@ -121,7 +121,7 @@ extern "C" __global__ void swiglu(const float* gate_up, u64 rows, int width, flo
 }
 
 // out[token, :] += sum over its k pairs of weight * y[row(pair), :]; pair_row is the identity
-// for the per-item path.
+// for the per-item path. Separate multiply and add, in expert-id order, as the CPU sums.
 extern "C" __global__ void moe_combine(const float* y, const int* pair_row, const float* weights,
                                        int top_k, int hidden, float* out) {
     int t = blockIdx.x;
@@ -129,7 +129,7 @@ extern "C" __global__ void moe_combine(const float* y, const int* pair_row, cons
         float s = 0.0f;
         for (int j = 0; j < top_k; ++j) {
             int p = t * top_k + j;
-            s += weights[p] * y[(u64)pair_row[p] * hidden + c];
+            s = __fadd_rn(s, __fmul_rn(weights[p], y[(u64)pair_row[p] * hidden + c]));
         }
         out[(u64)t * hidden + c] += s;
     }

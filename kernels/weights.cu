@@ -54,11 +54,12 @@ extern "C" __global__ void int4_scales(const u32* scale_words, const u32* zero_w
 }
 
 // Uniform values in [center - scale, center + scale) from stream words (f32_vec: center 0;
-// gains: center 1).
+// gains: center 1). `__fmul_rn` keeps the CPU's separate multiply and add (a fused
+// multiply-add would round once and differ in the last bit). `words` may alias `out`.
 extern "C" __global__ void uniform_f32(const u32* words, u64 n, float center, float scale,
                                        float* out) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float unit = (float)(words[i] >> 8) / 16777216.0f;
-    out[i] = center + (unit * 2.0f - 1.0f) * scale;
+    out[i] = center + __fmul_rn(unit * 2.0f - 1.0f, scale);
 }

@@ -34,12 +34,37 @@ use layer_split::{panic_message, SplitConfig};
 use model::Model;
 use scheduler::Limits;
 
-/// Starts a reference engine for `spec` under `knobs`.
+/// Starts a reference engine for `spec` under `knobs`: on the CUDA backend when `spec.device`
+/// is `cuda`, else on the CPU.
 pub fn start_reference(
     spec: &EngineSpec,
     knobs: &EngineKnobs,
 ) -> Result<Box<dyn Engine>, EngineError> {
+    if spec.device == spec::Device::Cuda {
+        return cuda::start(spec, knobs);
+    }
     Ok(Box::new(ReferenceEngine::new(spec, knobs)?))
+}
+
+/// The KV limits both backends size their pools with, as Ferrum's `ensure_kv` does: per-sequence
+/// capacity, blocks reserved per sequence, and the pool (`FERRUM_PAGED_MAX_SEQS` reservations,
+/// capped by `kv_block_count`).
+pub fn kv_limits(spec: &EngineSpec, knobs: &EngineKnobs) -> Result<Limits, EngineError> {
+    let model_max = knobs.model_max_context.unwrap_or(spec.max_context_len);
+    let kv_capacity = knobs.kv_capacity(model_max);
+    let blocks_per_seq = kv_capacity.div_ceil(BLOCK_SIZE);
+    let sized = knobs.paged_max_seqs.saturating_mul(blocks_per_seq);
+    let pool_blocks = knobs.kv_block_count.map_or(sized, |cap| sized.min(cap));
+    if pool_blocks < blocks_per_seq {
+        return Err(EngineError::Config(format!(
+            "KV pool of {pool_blocks} blocks (kv_block_count) cannot hold one sequence's reservation of {blocks_per_seq} blocks (FERRUM_KV_CAPACITY = {kv_capacity} tokens): raise FERRUM_KV_MAX_BLOCKS or lower FERRUM_KV_CAPACITY"
+        )));
+    }
+    Ok(Limits {
+        kv_capacity,
+        blocks_per_seq,
+        pool_blocks,
+    })
 }
 
 /// The reference engine: model, KV pools and worker threads.
@@ -66,16 +91,8 @@ impl ReferenceEngine {
     /// worker pool.
     pub fn new(spec: &EngineSpec, knobs: &EngineKnobs) -> Result<ReferenceEngine, EngineError> {
         spec.validate()?;
-        let model_max = knobs.model_max_context.unwrap_or(spec.max_context_len);
-        let kv_capacity = knobs.kv_capacity(model_max);
-        let blocks_per_seq = kv_capacity.div_ceil(BLOCK_SIZE);
-        let sized = knobs.paged_max_seqs.saturating_mul(blocks_per_seq);
-        let pool_blocks = knobs.kv_block_count.map_or(sized, |cap| sized.min(cap));
-        if pool_blocks < blocks_per_seq {
-            return Err(EngineError::Config(format!(
-                "KV pool of {pool_blocks} blocks (kv_block_count) cannot hold one sequence's reservation of {blocks_per_seq} blocks (FERRUM_KV_CAPACITY = {kv_capacity} tokens): raise FERRUM_KV_MAX_BLOCKS or lower FERRUM_KV_CAPACITY"
-            )));
-        }
+        let limits = kv_limits(spec, knobs)?;
+        let pool_blocks = limits.pool_blocks;
         // Estimate before allocating: an oversized pool is a clear error, not an abort.
         spec.check_memory(spec.kv_bytes(pool_blocks))?;
         let split = match &knobs.layer_split {
@@ -112,11 +129,7 @@ impl ReferenceEngine {
             model,
             knobs: knobs.clone(),
             kv,
-            limits: Limits {
-                kv_capacity,
-                blocks_per_seq,
-                pool_blocks,
-            },
+            limits,
             split,
             pool,
         })

@@ -144,6 +144,7 @@ fn gpu_paged_attention_matches_a_contiguous_reference() {
         .arg(&v_d)
         .arg(&slot_d)
         .arg(&w)
+        .arg(&w)
         .arg(&mut k_pool)
         .arg(&mut v_pool);
     unsafe { b.launch(cfg(launch::per_row(len, width))) }.unwrap();
@@ -161,7 +162,9 @@ fn gpu_paged_attention_matches_a_contiguous_reference() {
     let (h_i, kvh_i, hd_i) = (heads as i32, kv_heads as i32, hd as i32);
     let f = dev.function("attention.cu", "paged_attention").unwrap();
     let mut b = s.launch_builder(&f);
+    let q_stride = (heads * hd) as i32;
     b.arg(&q_d)
+        .arg(&q_stride)
         .arg(&pos_d)
         .arg(&start_d)
         .arg(&table_d)

@@ -2,6 +2,7 @@
 //! KV pool (fp16 K and V per layer) and activation workspace against free VRAM, with a clear
 //! error that says how many layers would fit.
 
+use super::plan::Workspace;
 use super::stream::plan;
 use crate::engine::reference::kv::BLOCK_SIZE;
 use crate::engine::reference::spec::EngineSpec;
@@ -38,19 +39,7 @@ impl MemoryPlan {
         let kv_width = (spec.num_kv_heads * spec.head_dim) as u64;
         // K and V, fp16.
         let per_layer_kv = 2 * 2 * kv_width * (pool_blocks * BLOCK_SIZE) as u64;
-        let q_width = (spec.num_heads * spec.head_dim) as u64;
-        let ffn_width = if spec.num_experts > 0 {
-            (2 * spec.moe_intermediate_size * spec.experts_per_token) as u64
-        } else {
-            2 * spec.intermediate_size as u64
-        };
-        let row_floats = 4 * spec.hidden_size as u64
-            + q_width
-            + 2 * kv_width
-            + 2 * ffn_width
-            + spec.num_experts as u64;
-        let logits_rows = max_rows.min(1024) as u64;
-        let workspace = 4 * (row_floats * max_rows as u64 + logits_rows * spec.vocab_size as u64);
+        let workspace = Workspace::new(spec, max_rows, max_rows.min(1024)).bytes();
         MemoryPlan {
             weights,
             per_layer_weights,

@@ -4,32 +4,63 @@
 //!
 //! Everything here builds without CUDA (cudarc loads `libcuda`/`libnvrtc` at run time); what
 //! does not need a device — kernel compilation and its register/spill check ([`kernels`]), the
-//! device weight stream ([`stream`]), the memory check ([`memory`]) and launch shapes
-//! ([`launch`]) — is unit tested on CPU machines.
-//!
-//! Status: the device executor that strings these kernels into the forward pass is not part of
-//! this build yet, so `[engine] device = "cuda"` is an error that says so and `auto` runs on the
-//! CPU (see README, "GPU").
+//! device weight stream ([`stream`]), the memory check ([`memory`]), launch shapes ([`launch`])
+//! and the host-side plan of a call ([`plan`]: upload layout, workspace sizes, per-call launch
+//! shapes, expert grouping) — is unit tested on CPU machines. The device parts
+//! (`device_weights`, `executor`, `engine`) are checked against the CPU engine by the GPU tests
+//! (`gpu_tests`, `gpu_parity`), which skip without a device.
 
 #[cfg(feature = "cuda")]
 pub mod device;
+#[cfg(feature = "cuda")]
+pub mod device_weights;
+#[cfg(feature = "cuda")]
+pub mod engine;
+#[cfg(feature = "cuda")]
+pub mod executor;
+#[cfg(feature = "cuda")]
+pub mod gpu;
+#[cfg(all(test, feature = "cuda"))]
+mod gpu_parity;
 #[cfg(all(test, feature = "cuda"))]
 mod gpu_tests;
 #[cfg(feature = "cuda")]
 pub mod kernels;
 pub mod launch;
 pub mod memory;
+pub mod plan;
 pub mod stream;
 
-/// Why the CUDA forward cannot run in this process (`None` when it can).
+use super::{EngineKnobs, EngineSpec};
+use crate::engine::{Engine, EngineError};
+
+/// Why the CUDA forward cannot run in this process (`None` when it can): no `cuda` feature, no
+/// device (with the probe's reason), or no libnvrtc to compile the kernels.
 pub fn unavailable_reason() -> Option<String> {
-    if !cfg!(feature = "cuda") {
-        return Some("this build has no CUDA backend (cargo feature `cuda` is off)".to_string());
+    #[cfg(not(feature = "cuda"))]
+    {
+        Some("this build has no CUDA backend (cargo feature `cuda` is off)".to_string())
     }
+    #[cfg(feature = "cuda")]
     match crate::hardware::current() {
         Err(err) => Some(err),
-        Ok(probe) => Some(probe.no_gpu_reason().unwrap_or_else(|| {
-            "the CUDA forward executor is not part of this build yet (its kernels compile: `ferrum-bench kernels`)".to_string()
-        })),
+        Ok(probe) => probe
+            .no_gpu_reason()
+            .or_else(|| (!kernels::nvrtc_present()).then(|| kernels::NVRTC_MISSING.to_string())),
+    }
+}
+
+/// Starts the reference engine on CUDA device 0.
+pub fn start(spec: &EngineSpec, knobs: &EngineKnobs) -> Result<Box<dyn Engine>, EngineError> {
+    #[cfg(feature = "cuda")]
+    {
+        Ok(Box::new(engine::CudaEngine::new(spec, knobs)?))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (spec, knobs);
+        Err(EngineError::Config(
+            unavailable_reason().unwrap_or_default() + ": set [engine] device = \"cpu\"",
+        ))
     }
 }

@@ -16,6 +16,11 @@ impl Rope {
         Rope { inv_freq }
     }
 
+    /// The inverse frequencies (what the CUDA backend uploads, so both backends rotate alike).
+    pub fn inv_freq(&self) -> &[f32] {
+        &self.inv_freq
+    }
+
     /// `(cos, sin)` tables for position `pos`.
     pub fn tables(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
         // f64 angle: positions up to the context length times small frequencies stay exact.
