@@ -31,6 +31,8 @@ pub struct RunData {
     pub manifest: Manifest,
     /// Every manifest cell, sorted by plan index.
     pub cells: Vec<CellData>,
+    /// `tune.json` of a tune run.
+    pub tune: Option<super::tune::TuneData>,
 }
 
 /// Read a run directory. Files of cells that did not complete are read when present.
@@ -72,5 +74,10 @@ pub fn load_run(path: &Path) -> Result<RunData, ResultsError> {
             effective_config,
         });
     }
-    Ok(RunData { manifest, cells })
+    let tune = super::tune::load_tune(path)?;
+    Ok(RunData {
+        manifest,
+        cells,
+        tune,
+    })
 }

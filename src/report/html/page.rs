@@ -39,9 +39,18 @@ pub fn render(run: &RunData) -> String {
     out.push_str("<svg class=\"defs\" width=\"0\" height=\"0\" aria-hidden=\"true\"><defs><pattern id=\"fb-hatch\" width=\"8\" height=\"8\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"8\" height=\"8\" fill=\"#fff\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"8\" stroke=\"#999\" stroke-width=\"3\"/></pattern><pattern id=\"fb-cross\" width=\"8\" height=\"8\" patternUnits=\"userSpaceOnUse\"><rect width=\"8\" height=\"8\" fill=\"#fff\"/><path d=\"M0 0L8 8M8 0L0 8\" stroke=\"#b55\" stroke-width=\"1.5\"/></pattern></defs></svg>\n");
     out.push_str("<main>\n");
     header(&mut out, run);
-    out.push_str("<nav><a href=\"#ranking\">Ranking</a> · <a href=\"#pbest\">P(best)</a> · <a href=\"#heatmap\">Heatmap</a> · <a href=\"#pareto\">Pareto front</a> · <a href=\"#not-measured\">Cells not measured</a> · <a href=\"#config-diff\">Best vs worst config</a> · <a href=\"#distributions\">Latency CDFs</a> · <a href=\"#timelines\">Step timelines</a></nav>\n");
+    let _ = write!(
+        out,
+        "<nav><a href=\"#ranking\">Ranking</a> · <a href=\"#pbest\">P(best)</a>{} · <a href=\"#heatmap\">Heatmap</a> · <a href=\"#pareto\">Pareto front</a> · <a href=\"#not-measured\">Cells not measured</a> · <a href=\"#config-diff\">Best vs worst config</a> · <a href=\"#distributions\">Latency CDFs</a> · <a href=\"#timelines\">Step timelines</a></nav>\n",
+        if run.tune.is_some() {
+            " · <a href=\"#tune\">Tune trials</a>"
+        } else {
+            ""
+        }
+    );
     ranking_section(&mut out, run, &ranking);
     super::pbest::pbest_section(&mut out, run);
+    super::tune::tune_section(&mut out, run.tune.as_ref());
     heatmap_section(&mut out, run, &ranking);
     pareto_section(&mut out, run, &ranking);
     not_measured_section(&mut out, run);
@@ -573,6 +582,7 @@ svg.defs{position:absolute}
 .front-line{fill:none;stroke:var(--ink);stroke-width:1.4;stroke-dasharray:6 4}
 .m-front{fill:var(--ink);stroke:var(--ink)}.m-other{fill:#fff;stroke:#56606a;stroke-width:1.5}
 .whisker{stroke:#8a949e;stroke-width:1}
+.incumbent-line{fill:none;stroke:var(--ink);stroke-width:2}.m-failed{fill:none;stroke:#a00;stroke-width:2}
 .pt-label{font-size:10px;fill:var(--muted)}.pt-label.strong{font-weight:700;fill:var(--ink)}
 .hm-cell rect{stroke:#fff;stroke-width:1}.hm-cell.best rect{stroke:#000;stroke-width:3}
 .hm-empty{fill:#fafafa;stroke:#eee}

@@ -84,7 +84,11 @@ fn run(values: &[[f64; 3]; 3], with_steps: bool) -> RunData {
             }
         })
         .collect();
-    RunData { manifest, cells }
+    RunData {
+        manifest,
+        cells,
+        tune: None,
+    }
 }
 
 fn count(html: &str, needle: &str) -> usize {
