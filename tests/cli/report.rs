@@ -367,8 +367,10 @@ fn tune_writes_a_report_with_the_trial_chart_that_renders_in_headless_chromium()
 }
 
 /// Makes `docs/report-m3.png` for the README from a run directory given in
-/// `FB_SCREENSHOT_RUN` (see the README's "report" section for the run used):
-/// `FB_SCREENSHOT_RUN=results/<run_id> cargo test --release --test cli readme_screenshot -- --ignored`
+/// `FB_SCREENSHOT_RUN` (see the README's "report" section for the exact commands):
+/// `FB_SCREENSHOT_RUN=results/<run_id> cargo test --release --test cli readme_screenshot -- --ignored`.
+/// The run must be complete (every cell `completed`, none `partial`/`pending`/`interrupted`,
+/// `FB_SCREENSHOT_ALLOW_INCOMPLETE=1` to override) and its report within the stated 1 MB bound.
 #[test]
 #[ignore = "makes the README screenshot from a real run directory"]
 fn readme_screenshot() {
@@ -380,6 +382,27 @@ fn readme_screenshot() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let incomplete: Vec<String> = manifest["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            !["completed", "skipped", "failed"].contains(&c["status"].as_str().unwrap_or(""))
+        })
+        .map(|c| format!("{} ({})", c["name"], c["status"]))
+        .collect();
+    assert!(
+        incomplete.is_empty() || std::env::var_os("FB_SCREENSHOT_ALLOW_INCOMPLETE").is_some(),
+        "the README shows a complete sweep; still to run: {incomplete:?}"
+    );
+    let size = std::fs::metadata(run.join("report.html")).unwrap().len();
+    eprintln!("report.html: {size} bytes");
+    assert!(
+        size <= 1_000_000,
+        "over the README's 1 MB bound: {size} bytes"
     );
     let browser = browser().expect("a headless Chromium");
     let png = repo("docs/report-m3.png");

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use crate::measure::CellStatus;
 use crate::results::{CellEntry, Manifest, ResultsError, RunDir, StatsFile, StepLine};
 
 /// A cell as the report sees it.
@@ -43,7 +42,8 @@ pub fn load_run(path: &Path) -> Result<RunData, ResultsError> {
     entries.sort_by_key(|c| c.index);
     let mut cells = Vec::with_capacity(entries.len());
     for entry in entries {
-        let completed = entry.status == CellStatus::Completed;
+        // `partial` cells hold a stats.json with the repeats measured so far.
+        let completed = entry.has_stats();
         let stats = if completed {
             Some(dir.read_stats(&entry.name)?)
         } else {

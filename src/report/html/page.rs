@@ -15,10 +15,28 @@ fn status_text(s: CellStatus) -> &'static str {
     match s {
         CellStatus::Pending => "pending",
         CellStatus::Completed => "completed",
+        CellStatus::Partial => "partial",
         CellStatus::Skipped => "skipped",
         CellStatus::Failed => "failed",
         CellStatus::Interrupted => "interrupted",
     }
+}
+
+/// "2 of 3 planned repeats measured …" for a `partial` cell.
+fn partial_note(entry: &crate::results::CellEntry) -> Option<String> {
+    (entry.status == CellStatus::Partial).then(|| {
+        format!(
+            "{} of {} planned repeats measured (ranked with those; --resume measures the rest){}",
+            entry.repeats_done.map_or("some".into(), |n| n.to_string()),
+            entry
+                .repeats_planned
+                .map_or("the".into(), |n| n.to_string()),
+            entry
+                .reason
+                .as_deref()
+                .map_or(String::new(), |r| format!("; {r}"))
+        )
+    })
 }
 
 fn short_knob(name: &str) -> &str {
@@ -114,11 +132,12 @@ fn header(out: &mut String, run: &RunData) {
         (
             "cells",
             format!(
-                "{} planned ({} mode, swept: {}) — {} completed, {} skipped, {} failed, {} interrupted, {} pending",
+                "{} planned ({} mode, swept: {}) — {} completed, {} partial, {} skipped, {} failed, {} interrupted, {} pending",
                 m.sweep.planned_cells,
                 serde_json::to_value(m.sweep.mode).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
                 if m.sweep.knob_names.is_empty() { "nothing".to_string() } else { m.sweep.knob_names.join(", ") },
                 count(CellStatus::Completed),
+                count(CellStatus::Partial),
                 count(CellStatus::Skipped),
                 count(CellStatus::Failed),
                 count(CellStatus::Interrupted),
@@ -205,10 +224,19 @@ fn ranking_section(out: &mut String, run: &RunData, ranking: &Ranking) {
         let leader = ranking.tie_leader[pos];
         let tied = leader != pos || ranking.tie_leader.get(pos + 1) == Some(&pos);
         let rank_text = format!(
-            "{}{}{}",
+            "{}{}{}{}",
             if tied { "=" } else { "" },
             leader + 1,
-            if pos == 0 { " ★" } else { "" }
+            if pos == 0 { " ★" } else { "" },
+            match (
+                cell.entry.status,
+                cell.entry.repeats_done,
+                cell.entry.repeats_planned
+            ) {
+                (CellStatus::Partial, Some(d), Some(p)) => format!(" (partial {d}/{p})"),
+                (CellStatus::Partial, _, _) => " (partial)".into(),
+                _ => String::new(),
+            }
         );
         let _ = write!(
             out,
@@ -358,7 +386,11 @@ fn not_measured_section(out: &mut String, run: &RunData) {
             out,
             "<tr data-status=\"{st}\"><td>{}</td><td><strong>{st}</strong></td><td>{}</td></tr>",
             esc(&c.entry.name),
-            esc(c.entry.reason.as_deref().unwrap_or(""))
+            esc(&partial_note(&c.entry).unwrap_or_else(|| c
+                .entry
+                .reason
+                .clone()
+                .unwrap_or_default()))
         );
     }
     out.push_str("</tbody></table></section>\n");
