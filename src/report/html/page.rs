@@ -57,9 +57,9 @@ pub fn render(run: &RunData) -> String {
     out.push_str("<svg class=\"defs\" width=\"0\" height=\"0\" aria-hidden=\"true\"><defs><pattern id=\"fb-hatch\" width=\"8\" height=\"8\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"8\" height=\"8\" fill=\"#fff\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"8\" stroke=\"#999\" stroke-width=\"3\"/></pattern><pattern id=\"fb-cross\" width=\"8\" height=\"8\" patternUnits=\"userSpaceOnUse\"><rect width=\"8\" height=\"8\" fill=\"#fff\"/><path d=\"M0 0L8 8M8 0L0 8\" stroke=\"#b55\" stroke-width=\"1.5\"/></pattern></defs></svg>\n");
     out.push_str("<main>\n");
     header(&mut out, run);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<nav><a href=\"#ranking\">Ranking</a> · <a href=\"#pbest\">P(best)</a>{} · <a href=\"#heatmap\">Heatmap</a> · <a href=\"#pareto\">Pareto front</a> · <a href=\"#not-measured\">Cells not measured</a> · <a href=\"#config-diff\">Best vs worst config</a> · <a href=\"#distributions\">Latency CDFs</a> · <a href=\"#timelines\">Step timelines</a></nav>\n",
+        "<nav><a href=\"#ranking\">Ranking</a> · <a href=\"#pbest\">P(best)</a>{} · <a href=\"#heatmap\">Heatmap</a> · <a href=\"#pareto\">Pareto front</a> · <a href=\"#not-measured\">Cells not measured</a> · <a href=\"#config-diff\">Best vs worst config</a> · <a href=\"#distributions\">Latency CDFs</a> · <a href=\"#timelines\">Step timelines</a></nav>",
         if run.tune.is_some() {
             " · <a href=\"#tune\">Tune trials</a>"
         } else {
