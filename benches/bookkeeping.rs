@@ -268,6 +268,7 @@ fn log_every_cell(s: &Sweep) {
                 status: CellStatus::Completed,
                 reason: None,
                 engine: None,
+                repeats: None,
             })
             .expect("status line");
     }

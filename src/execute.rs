@@ -204,7 +204,7 @@ pub fn check_resumed_cells(
             validate_cell(dir, &as_complete)
                 .err()
                 .map(|e| e.to_string())
-        } else if entry.status == CellStatus::Completed {
+        } else if entry.has_stats() {
             Some(if dir_exists {
                 format!(
                     "`{}` has no readable stats.json",
@@ -264,9 +264,11 @@ pub fn run_units(
         }
         if let Some(have) = repeats_on_disk(dir, &on_disk, &measured, key)? {
             if unit.covered_by(&have.iter().map(|r| r.repeat).collect::<Vec<_>>()) {
-                manifest.set_status(key, CellStatus::Completed, None);
+                let status = measured_status(have.len(), run.repeats);
+                manifest.set_status(key, status, None);
+                manifest.set_repeats(key, have.len() as u32, run.repeats);
                 summary.already_complete += 1;
-                progress.cell_finished(&cell.name, CellStatus::Completed, "(already complete)");
+                progress.cell_finished(&cell.name, status, "(already complete)");
                 source.finished(
                     &unit,
                     UnitOutcome::Measured {
@@ -294,17 +296,15 @@ pub fn run_units(
             summary.pending += 1;
             for rest in source.drain_remaining() {
                 let have = repeats_on_disk(dir, &on_disk, &measured, &rest.cell.key)?;
-                let covered = have.is_some_and(|h| {
+                let covered = have.as_ref().is_some_and(|h| {
                     rest.covered_by(&h.iter().map(|r| r.repeat).collect::<Vec<_>>())
                 });
-                if covered {
-                    manifest.set_status(&rest.cell.key, CellStatus::Completed, None);
+                if let (true, Some(h)) = (covered, &have) {
+                    let status = measured_status(h.len(), run.repeats);
+                    manifest.set_status(&rest.cell.key, status, None);
+                    manifest.set_repeats(&rest.cell.key, h.len() as u32, run.repeats);
                     summary.already_complete += 1;
-                    progress.cell_finished(
-                        &rest.cell.name,
-                        CellStatus::Completed,
-                        "(already complete)",
-                    );
+                    progress.cell_finished(&rest.cell.name, status, "(already complete)");
                 } else {
                     summary.pending += 1;
                 }
@@ -369,17 +369,32 @@ pub fn run_units(
                     .output_tokens_per_s
                     .as_ref()
                     .map_or(0.0, |a| a.mean);
+                // `partial` until the cell holds every planned repeat (interleaved rounds add
+                // one per round); a source that ends early (adaptive rounds, tune) promotes
+                // its cells at the end of the loop.
+                let done = m.repeats.len() as u32;
+                let status = measured_status(m.repeats.len(), run.repeats);
                 progress.cell_finished(
                     &cell.name,
-                    CellStatus::Completed,
-                    &format!("{tps:.1} output tok/s{}", drift_note(&m.engine)),
+                    status,
+                    &format!(
+                        "{tps:.1} output tok/s{}{}",
+                        if status == CellStatus::Partial {
+                            format!(" ({done}/{} repeats)", run.repeats)
+                        } else {
+                            String::new()
+                        },
+                        drift_note(&m.engine)
+                    ),
                 );
-                manifest.set_status(key, CellStatus::Completed, None);
+                manifest.set_status(key, status, None);
+                manifest.set_repeats(key, done, run.repeats);
                 dir.record_status(&StatusLine {
                     key: key.to_string(),
-                    status: CellStatus::Completed,
+                    status,
                     reason: None,
                     engine: first_engine,
+                    repeats: Some((done, run.repeats)),
                 })?;
                 summary.completed += 1;
                 on_disk.insert(key.to_string(), cell.name.clone());
@@ -419,15 +434,22 @@ pub fn run_units(
                 source.finished(&unit, UnitOutcome::Failed { reason: &reason });
             }
             CellOutcome::Interrupted => {
-                if let Some(m) = earlier {
+                // A cell with repeats from earlier rounds keeps them and says so (`partial`,
+                // with its stats.json); only a cell without any is `interrupted`.
+                let status = if let Some(m) = earlier {
+                    let done = m.repeats.len() as u32;
+                    manifest.set_repeats(key, done, run.repeats);
                     measured.insert(key.to_string(), m);
-                }
+                    measured_status(done as usize, run.repeats)
+                } else {
+                    CellStatus::Interrupted
+                };
                 progress.cell_finished(&cell.name, CellStatus::Interrupted, "stopped by Ctrl-C");
                 record(
                     dir,
                     manifest,
                     key,
-                    CellStatus::Interrupted,
+                    status,
                     Some("stopped by Ctrl-C; continue with --resume".into()),
                 )?;
                 summary.interrupted = true;
@@ -438,6 +460,13 @@ pub fn run_units(
     }
     if !summary.interrupted && !summary.budget_exhausted {
         manifest.finished_at = Some(now_rfc3339());
+        // The source handed out every unit it meant to: a cell with fewer repeats than planned
+        // was measured as much as this run intends (adaptive rounds stopped, a tuner's choice).
+        for c in &mut manifest.cells {
+            if c.status == CellStatus::Partial {
+                c.status = CellStatus::Completed;
+            }
+        }
     }
     checkpoint(dir, manifest)?;
     progress.finish();
@@ -564,7 +593,21 @@ fn record(
         status,
         reason,
         engine: None,
+        repeats: manifest
+            .cells
+            .iter()
+            .find(|c| c.key == key)
+            .and_then(|c| Some((c.repeats_done?, c.repeats_planned?))),
     })
+}
+
+/// `completed` when a cell holds every planned repeat, else `partial`.
+fn measured_status(done: usize, planned: u32) -> CellStatus {
+    if done >= planned as usize {
+        CellStatus::Completed
+    } else {
+        CellStatus::Partial
+    }
 }
 
 /// `; config drift: …` when a launched server resolved the cell differently from ferrum-bench.

@@ -1,5 +1,5 @@
 //! `ferrum-bench report`: the self-contained HTML report of a run directory, and the
-//! `--no-report` option with which `sweep` and `run` write it when they finish.
+//! `--no-report` option with which `sweep`, `run` and `tune` write it when they finish.
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
     Ok(crate::error::EXIT_OK)
 }
 
-/// The report option of `sweep` and `run`.
+/// The report option of `sweep`, `run` and `tune`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AfterRunOpts {
     /// Do not write `<RUN_DIR>/report.html` when the run ends.
@@ -70,18 +70,8 @@ pub struct AfterRunOpts {
 }
 
 /// After `sweep`/`run`: write `<run_dir>/report.html` (also after an interruption, for the cells
-/// that finished). A failure to write it is a warning, never a change of the run's exit code:
-/// the results themselves are complete, and `ferrum-bench report` can be rerun.
+/// that finished); see [`html::write_after_run`].
 pub fn after_run(outcome: &Outcome, opts: &AfterRunOpts) {
     let Outcome::Ran(ran) = outcome else { return };
-    if opts.no_report {
-        return;
-    }
-    match html::write_report(&ran.dir, None) {
-        Ok(path) => eprintln!("report: {}", path.display()),
-        Err(err) => eprintln!(
-            "warning: report not written ({err}); retry with `ferrum-bench report {}`",
-            ran.dir.display()
-        ),
-    }
+    html::write_after_run(&ran.dir, opts.no_report);
 }

@@ -67,6 +67,8 @@ pub struct Args {
     output: OutputOpts,
     #[command(flatten)]
     misread: common::MisreadOpts,
+    #[command(flatten)]
+    report: super::report::AfterRunOpts,
 }
 
 /// Run the tune.
@@ -94,6 +96,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         reuse: args.reuse,
         replay: args.replay,
         evaluate_seeds: args.evaluate_strategies.then_some(args.seeds),
+        no_report: args.report.no_report,
     };
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;

@@ -170,6 +170,10 @@ pub enum CellStatus {
     Failed,
     /// Ctrl-C stopped the cell.
     Interrupted,
+    /// Some, not all, of the planned repeats are measured and `stats.json` holds them: an
+    /// interleaved run stopped between rounds (Ctrl-C or `--time-budget`). The manifest's
+    /// `repeats_done` / `repeats_planned` say how many; `--resume` measures the rest.
+    Partial,
 }
 
 /// Run every repeat of `spec` on `engine`: per repeat generate the workload, run the warmup

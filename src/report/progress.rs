@@ -145,6 +145,7 @@ fn status_word(s: CellStatus) -> &'static str {
     match s {
         CellStatus::Pending => "pending",
         CellStatus::Completed => "completed",
+        CellStatus::Partial => "partial",
         CellStatus::Skipped => "skipped",
         CellStatus::Failed => "failed",
         CellStatus::Interrupted => "interrupted",

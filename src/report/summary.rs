@@ -52,10 +52,7 @@ pub fn summary_rows(manifest: &Manifest, stats: &BTreeMap<String, StatsFile>) ->
             reason: c.reason.clone(),
             knobs: c.knobs.clone(),
             load: c.load,
-            stats: stats
-                .get(&c.key)
-                .filter(|_| c.status == CellStatus::Completed)
-                .cloned(),
+            stats: stats.get(&c.key).filter(|_| c.has_stats()).cloned(),
         })
         .collect()
 }
@@ -64,6 +61,7 @@ fn status_text(s: CellStatus) -> &'static str {
     match s {
         CellStatus::Pending => "pending",
         CellStatus::Completed => "completed",
+        CellStatus::Partial => "partial",
         CellStatus::Skipped => "skipped",
         CellStatus::Failed => "failed",
         CellStatus::Interrupted => "interrupted",

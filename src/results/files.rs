@@ -191,9 +191,20 @@ pub struct CellEntry {
     pub status: CellStatus,
     /// Why skipped, failed or interrupted.
     pub reason: Option<String>,
+    /// Repeats `stats.json` holds (a cell with measurements; absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_done: Option<u32>,
+    /// Repeats the run plans for the cell (with `--repeats auto:MAX`, MAX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_planned: Option<u32>,
 }
 
 impl CellEntry {
+    /// Whether the cell holds a `stats.json`: `completed`, or `partial` (some repeats).
+    pub fn has_stats(&self) -> bool {
+        matches!(self.status, CellStatus::Completed | CellStatus::Partial)
+    }
+
     /// A `pending` entry for a planned cell.
     pub fn pending(cell: &Cell) -> CellEntry {
         CellEntry {
@@ -204,6 +215,8 @@ impl CellEntry {
             load: cell.load,
             status: CellStatus::Pending,
             reason: None,
+            repeats_done: None,
+            repeats_planned: None,
         }
     }
 }

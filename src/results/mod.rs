@@ -608,8 +608,23 @@ impl Manifest {
     /// only through a hand edit, and a status for no cell changes nothing).
     pub fn apply_status(&mut self, line: &StatusLine) {
         self.set_status(&line.key, line.status, line.reason.clone());
+        if let Some((done, planned)) = line.repeats {
+            self.set_repeats(&line.key, done, planned);
+        }
         if self.engine.is_none() {
             self.engine.clone_from(&line.engine);
+        }
+    }
+
+    /// Record how many repeats a cell holds and how many the run plans (by key).
+    pub fn set_repeats(&mut self, key: &str, done: u32, planned: u32) {
+        if let Some(c) = self
+            .cell_index
+            .position(&self.cells, key)
+            .and_then(|i| self.cells.get_mut(i))
+        {
+            c.repeats_done = Some(done);
+            c.repeats_planned = Some(planned);
         }
     }
 

@@ -41,6 +41,9 @@ pub struct StatusLine {
     /// The engine that ran, on the first completed cell (the manifest's `engine`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineInfo>,
+    /// `(repeats done, repeats planned)` of a cell with measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<(u32, u32)>,
 }
 
 /// Exclusive hold on a run directory; released on drop or process exit.
@@ -165,6 +168,7 @@ mod tests {
             status: CellStatus::Completed,
             reason: None,
             engine: None,
+            repeats: None,
         };
         append_status(dir.path(), &line).unwrap();
         let mut f = std::fs::OpenOptions::new()

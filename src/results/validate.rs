@@ -16,7 +16,7 @@ pub fn validate_cell(dir: &RunDir, entry: &CellEntry) -> Result<Option<StatsFile
     let cell_dir = dir.cell_dir(&entry.name);
     let stats_path = cell_dir.join(STATS_FILE);
     let status = entry.status;
-    if status != CellStatus::Completed {
+    if !entry.has_stats() {
         if stats_path.exists() {
             return Err(ResultsError::Corrupt {
                 path: stats_path.display().to_string(),

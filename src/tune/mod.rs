@@ -104,6 +104,8 @@ pub struct TuneChoices {
     pub replay: Option<PathBuf>,
     /// `--evaluate-strategies --seeds N` (with `--replay`).
     pub evaluate_seeds: Option<u64>,
+    /// `--no-report`: do not write `<run_dir>/report.html` at the end.
+    pub no_report: bool,
 }
 
 impl TuneSettings {
@@ -511,6 +513,7 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
     let doc = source.current_doc();
     write_outputs(&dir.root, &doc)?;
     crate::cli::print_stdout(&render_summary(&doc, &dir.root))?;
+    crate::report::html::write_after_run(&dir.root, choices.no_report);
     if summary.interrupted {
         eprintln!(
             "interrupted: continue with `ferrum-bench tune --resume {}`",

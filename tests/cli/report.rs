@@ -274,9 +274,103 @@ fn report_command_paths_no_report_and_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A live tune of the fake engine (6 configurations, grid, a constraint that makes the two c4
+/// configurations infeasible) writes a report whose `tune` section has one chart with every trial.
+#[test]
+fn tune_writes_a_report_with_the_trial_chart_that_renders_in_headless_chromium() {
+    let root = tempfile::tempdir().unwrap();
+    let preset = root.path().join("fake.toml");
+    std::fs::write(
+        &preset,
+        "name = \"faketune\"\n[engine]\nkind = \"fake\"\ntick_ms = 1\n[run]\nworkload = \"random-8/5\"\nrequests = 8\nwarmup_requests = 1\nrepeats = 1\nseed = 3\nconcurrency = 2\n[sweep]\nconcurrency = [1, 2, 4]\n[sweep.knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [2, 64]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("tune")
+        .arg(&preset)
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "18",
+            "--constraint",
+            "request_rps<=500",
+            "--quiet",
+            "--out",
+        ])
+        .arg(root.path().join("r"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let dir = run_dir(&root.path().join("r"));
+    let report = dir.join("report.html");
+    assert!(
+        stderr.contains(&format!("report: {}", report.display())),
+        "{stderr}"
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    assert_eq!(count(&html, "<section id=\"tune\""), 1);
+    assert_eq!(
+        count(
+            &html,
+            "data-chart=\"tune\" data-trials=\"6\" data-feasible=\"4\" data-infeasible=\"2\" data-failed=\"0\""
+        ),
+        1,
+        "one chart, every trial, the c4 ones infeasible"
+    );
+    assert_eq!(
+        count(&html, "<g class=\"trial\" data-kind=\"infeasible\">"),
+        2
+    );
+    assert!(html.contains("class=\"incumbent-line\""));
+
+    // --no-report: no report.html.
+    let out = bin()
+        .arg("tune")
+        .arg(&preset)
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "18",
+            "--quiet",
+            "--no-report",
+            "--out",
+        ])
+        .arg(root.path().join("n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!run_dir(&root.path().join("n")).join("report.html").exists());
+
+    let Some(browser) = browser_or_skip(
+        "tune_writes_a_report_with_the_trial_chart_that_renders_in_headless_chromium",
+    ) else {
+        return;
+    };
+    let png = root.path().join("tune.png");
+    let (dom, log) = render_in_browser(&browser, &report, &png, 1280, 800);
+    assert!(std::fs::read(&png)
+        .expect("screenshot")
+        .starts_with(b"\x89PNG"));
+    assert!(dom.contains("data-report-ready=\"1\""), "{log}");
+    assert!(
+        dom.contains("<pre id=\"script-errors\" class=\"script-errors\"></pre>"),
+        "script errors shown in the page"
+    );
+    assert!(!log.contains("Uncaught"), "{log}");
+    assert_eq!(count(&dom, "<section id=\"tune\""), 1);
+    assert_eq!(count(&dom, "data-chart=\"tune\""), 1);
+    assert_eq!(count(&dom, "<g class=\"trial\""), 6);
+}
+
 /// Makes `docs/report-m3.png` for the README from a run directory given in
-/// `FB_SCREENSHOT_RUN` (see the README's "report" section for the run used):
-/// `FB_SCREENSHOT_RUN=results/<run_id> cargo test --release --test cli readme_screenshot -- --ignored`
+/// `FB_SCREENSHOT_RUN` (see the README's "report" section for the exact commands):
+/// `FB_SCREENSHOT_RUN=results/<run_id> cargo test --release --test cli readme_screenshot -- --ignored`.
+/// The run must be complete (every cell `completed`, none `partial`/`pending`/`interrupted`,
+/// `FB_SCREENSHOT_ALLOW_INCOMPLETE=1` to override) and its report within the stated 1 MB bound.
 #[test]
 #[ignore = "makes the README screenshot from a real run directory"]
 fn readme_screenshot() {
@@ -288,6 +382,27 @@ fn readme_screenshot() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let incomplete: Vec<String> = manifest["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            !["completed", "skipped", "failed"].contains(&c["status"].as_str().unwrap_or(""))
+        })
+        .map(|c| format!("{} ({})", c["name"], c["status"]))
+        .collect();
+    assert!(
+        incomplete.is_empty() || std::env::var_os("FB_SCREENSHOT_ALLOW_INCOMPLETE").is_some(),
+        "the README shows a complete sweep; still to run: {incomplete:?}"
+    );
+    let size = std::fs::metadata(run.join("report.html")).unwrap().len();
+    eprintln!("report.html: {size} bytes");
+    assert!(
+        size <= 1_000_000,
+        "over the README's 1 MB bound: {size} bytes"
     );
     let browser = browser().expect("a headless Chromium");
     let png = repo("docs/report-m3.png");

@@ -257,9 +257,8 @@ fn shards_merge_into_the_unsharded_cell_set() {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_resume_finishes_without_rerunning_cells() {
-    // Sequential order: a cell is whole before the next starts, so "completed before the
-    // interrupt" means all its repeats (interleaved rounds add repeats to a completed cell, and
-    // their mid-round resume is unit-tested in src/execute/tests.rs).
+    // Interleaved rounds (the default): round 1 measures every cell once, so a cell is `partial`
+    // (1 of 2 repeats) until round 2; the resume must run only the (cell, round)s not on disk.
     let root = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("ferrum-bench"));
     cmd.args([
@@ -269,23 +268,23 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_without_rerunning_cells() {
         "--requests",
         "200",
         "--order",
-        "sequential",
+        "interleaved",
         "--out",
     ])
     .arg(root.path())
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    // Wait until the first cell is complete, then interrupt while later cells are running.
+    // Wait until the first unit is measured, then interrupt while later units are running.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let dir = loop {
-        assert!(std::time::Instant::now() < deadline, "no cell completed");
+        assert!(std::time::Instant::now() < deadline, "no unit measured");
         if let Ok(mut entries) = std::fs::read_dir(root.path()) {
             if let Some(Ok(entry)) = entries.next() {
                 // Statuses are appended to status.jsonl during the run (the manifest is
                 // rewritten at the start and the end).
                 let log = entry.path().join("status.jsonl");
-                if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"completed\"")) {
+                if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"partial\"")) {
                     break entry.path();
                 }
             }
@@ -300,37 +299,42 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_without_rerunning_cells() {
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(130));
     let before = statuses(&dir);
-    let completed_before: Vec<String> = before
-        .iter()
-        .filter(|(_, s)| s == "completed")
-        .map(|(n, _)| n.clone())
-        .collect();
-    assert!(!completed_before.is_empty());
-    assert!(
-        completed_before.len() < 4,
-        "the interrupt came too late to test anything: {before:?}"
-    );
-    // The cell running at the signal (if any) is marked interrupted; the rest stay pending.
+    let manifest = json(&dir.join("manifest.json"));
+    // The manifest says what ran: a measured cell is `partial` with repeats_done/planned until it
+    // holds every planned repeat; the cell running at the signal is interrupted (or partial when
+    // it has an earlier round); the rest stay pending.
     assert!(
         before
             .iter()
-            .all(|(_, s)| ["completed", "interrupted", "pending"].contains(&s.as_str())),
+            .all(|(_, s)| ["completed", "partial", "interrupted", "pending"].contains(&s.as_str())),
         "{before:?}"
     );
-    // No half-written cell: every cell directory present is complete.
-    for entry in std::fs::read_dir(dir.join("cells")).unwrap() {
-        let path = entry.unwrap().path();
-        assert!(path.join("stats.json").is_file(), "{path:?} is incomplete");
+    assert!(
+        before.iter().any(|(_, s)| s != "completed"),
+        "the interrupt came too late to test anything: {before:?}"
+    );
+    let mut units_before = 0;
+    let mut first_rounds = Vec::new();
+    for c in manifest["cells"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let stats = dir.join("cells").join(name).join("stats.json");
+        match c["status"].as_str().unwrap() {
+            "partial" | "completed" => {
+                let done = c["repeats_done"].as_u64().unwrap();
+                assert_eq!(c["repeats_planned"], 2, "{c}");
+                let held = json(&stats)["repeats"].as_array().unwrap().clone();
+                assert_eq!(held.len() as u64, done, "{name}");
+                assert_eq!(c["status"] == "completed", done == 2, "{c}");
+                units_before += done;
+                first_rounds.push((name.to_string(), held));
+            }
+            _ => assert!(
+                !stats.exists(),
+                "{name}: no stats.json without a measured repeat"
+            ),
+        }
     }
-    let stamps: Vec<std::time::SystemTime> = completed_before
-        .iter()
-        .map(|n| {
-            std::fs::metadata(dir.join("cells").join(n).join("stats.json"))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
-        .collect();
+    assert!(units_before >= 1);
 
     let out = bin()
         .args(["sweep", &tiny(), "--quiet", "--requests", "200", "--resume"])
@@ -341,16 +345,23 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_without_rerunning_cells() {
     let after = statuses(&dir);
     assert_eq!(after.len(), 4);
     assert!(after.iter().all(|(_, s)| s == "completed"), "{after:?}");
-    // Cells completed before the interrupt were not run again.
-    for (name, stamp) in completed_before.iter().zip(stamps) {
-        let now = std::fs::metadata(dir.join("cells").join(name).join("stats.json"))
+    // Repeats measured before the interrupt were not measured again: they are byte-identical.
+    for (name, held) in &first_rounds {
+        let now = json(&dir.join("cells").join(name).join("stats.json"))["repeats"]
+            .as_array()
             .unwrap()
-            .modified()
-            .unwrap();
-        assert_eq!(now, stamp, "{name} was rerun");
+            .clone();
+        assert_eq!(now.len(), 2, "{name}");
+        for r in held {
+            assert!(now.contains(r), "{name}: repeat {} was rerun", r["repeat"]);
+        }
     }
-    let runs = stderr(&out).matches("completed").count();
-    assert_eq!(runs, 4, "{}", stderr(&out));
+    // Only the missing (cell, round)s ran: 4 cells × 2 rounds in all.
+    let ran = stderr(&out)
+        .lines()
+        .filter(|l| l.contains("output tok/s") && !l.contains("already complete"))
+        .count() as u64;
+    assert_eq!(ran, 8 - units_before, "{}", stderr(&out));
 }
 
 #[test]

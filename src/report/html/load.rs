@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use crate::measure::CellStatus;
 use crate::results::{CellEntry, Manifest, ResultsError, RunDir, StatsFile, StepLine};
 
 /// A cell as the report sees it.
@@ -31,6 +30,8 @@ pub struct RunData {
     pub manifest: Manifest,
     /// Every manifest cell, sorted by plan index.
     pub cells: Vec<CellData>,
+    /// `tune.json` of a tune run.
+    pub tune: Option<super::tune::TuneData>,
 }
 
 /// Read a run directory. Files of cells that did not complete are read when present.
@@ -41,7 +42,8 @@ pub fn load_run(path: &Path) -> Result<RunData, ResultsError> {
     entries.sort_by_key(|c| c.index);
     let mut cells = Vec::with_capacity(entries.len());
     for entry in entries {
-        let completed = entry.status == CellStatus::Completed;
+        // `partial` cells hold a stats.json with the repeats measured so far.
+        let completed = entry.has_stats();
         let stats = if completed {
             Some(dir.read_stats(&entry.name)?)
         } else {
@@ -72,5 +74,10 @@ pub fn load_run(path: &Path) -> Result<RunData, ResultsError> {
             effective_config,
         });
     }
-    Ok(RunData { manifest, cells })
+    let tune = super::tune::load_tune(path)?;
+    Ok(RunData {
+        manifest,
+        cells,
+        tune,
+    })
 }

@@ -20,11 +20,13 @@ mod page;
 mod pbest;
 mod svg;
 mod timeline;
+mod tune;
 
 pub use crate::metric::Direction;
 pub use compare::{render_compare, write_compare_report, CompareHtml};
 pub use data::{cdf_points, heatmap_grid, json_diff, pareto_front, tie_groups, Grid};
 pub use load::{load_run, CellData, RunData};
+pub use tune::{step_runs, tune_chart, TrialKind, TrialLine, TuneChart, TuneData, TunePoint};
 
 use crate::metric::{Metric, E2E_P50, ITL_P50, OUTPUT_TOK_S, TPOT_P50, TTFT_P50};
 
@@ -59,6 +61,23 @@ pub fn write_report(run_dir: &Path, out: Option<&Path>) -> Result<PathBuf, Resul
     let path = out.map_or_else(|| run_dir.join(REPORT_FILE), Path::to_path_buf);
     write_atomic(&path, html.as_bytes())?;
     Ok(path)
+}
+
+/// When a `sweep`, `run` or `tune` ends (also after an interruption): write
+/// `<run_dir>/report.html` unless `no_report`, and say where on stderr. A failure to write it is
+/// a warning, never a change of the run's exit code: the results themselves are complete, and
+/// `ferrum-bench report` can be rerun.
+pub fn write_after_run(run_dir: &Path, no_report: bool) {
+    if no_report {
+        return;
+    }
+    match write_report(run_dir, None) {
+        Ok(path) => eprintln!("report: {}", path.display()),
+        Err(err) => eprintln!(
+            "warning: report not written ({err}); retry with `ferrum-bench report {}`",
+            run_dir.display()
+        ),
+    }
 }
 
 /// Completed cells in rank order (by the objective, best first; ties in the mean by name), with

@@ -15,10 +15,28 @@ fn status_text(s: CellStatus) -> &'static str {
     match s {
         CellStatus::Pending => "pending",
         CellStatus::Completed => "completed",
+        CellStatus::Partial => "partial",
         CellStatus::Skipped => "skipped",
         CellStatus::Failed => "failed",
         CellStatus::Interrupted => "interrupted",
     }
+}
+
+/// "2 of 3 planned repeats measured …" for a `partial` cell.
+fn partial_note(entry: &crate::results::CellEntry) -> Option<String> {
+    (entry.status == CellStatus::Partial).then(|| {
+        format!(
+            "{} of {} planned repeats measured (ranked with those; --resume measures the rest){}",
+            entry.repeats_done.map_or("some".into(), |n| n.to_string()),
+            entry
+                .repeats_planned
+                .map_or("the".into(), |n| n.to_string()),
+            entry
+                .reason
+                .as_deref()
+                .map_or(String::new(), |r| format!("; {r}"))
+        )
+    })
 }
 
 fn short_knob(name: &str) -> &str {
@@ -39,9 +57,18 @@ pub fn render(run: &RunData) -> String {
     out.push_str("<svg class=\"defs\" width=\"0\" height=\"0\" aria-hidden=\"true\"><defs><pattern id=\"fb-hatch\" width=\"8\" height=\"8\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"8\" height=\"8\" fill=\"#fff\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"8\" stroke=\"#999\" stroke-width=\"3\"/></pattern><pattern id=\"fb-cross\" width=\"8\" height=\"8\" patternUnits=\"userSpaceOnUse\"><rect width=\"8\" height=\"8\" fill=\"#fff\"/><path d=\"M0 0L8 8M8 0L0 8\" stroke=\"#b55\" stroke-width=\"1.5\"/></pattern></defs></svg>\n");
     out.push_str("<main>\n");
     header(&mut out, run);
-    out.push_str("<nav><a href=\"#ranking\">Ranking</a> · <a href=\"#pbest\">P(best)</a> · <a href=\"#heatmap\">Heatmap</a> · <a href=\"#pareto\">Pareto front</a> · <a href=\"#not-measured\">Cells not measured</a> · <a href=\"#config-diff\">Best vs worst config</a> · <a href=\"#distributions\">Latency CDFs</a> · <a href=\"#timelines\">Step timelines</a></nav>\n");
+    let _ = writeln!(
+        out,
+        "<nav><a href=\"#ranking\">Ranking</a> · <a href=\"#pbest\">P(best)</a>{} · <a href=\"#heatmap\">Heatmap</a> · <a href=\"#pareto\">Pareto front</a> · <a href=\"#not-measured\">Cells not measured</a> · <a href=\"#config-diff\">Best vs worst config</a> · <a href=\"#distributions\">Latency CDFs</a> · <a href=\"#timelines\">Step timelines</a></nav>",
+        if run.tune.is_some() {
+            " · <a href=\"#tune\">Tune trials</a>"
+        } else {
+            ""
+        }
+    );
     ranking_section(&mut out, run, &ranking);
     super::pbest::pbest_section(&mut out, run);
+    super::tune::tune_section(&mut out, run.tune.as_ref());
     heatmap_section(&mut out, run, &ranking);
     pareto_section(&mut out, run, &ranking);
     not_measured_section(&mut out, run);
@@ -105,11 +132,12 @@ fn header(out: &mut String, run: &RunData) {
         (
             "cells",
             format!(
-                "{} planned ({} mode, swept: {}) — {} completed, {} skipped, {} failed, {} interrupted, {} pending",
+                "{} planned ({} mode, swept: {}) — {} completed, {} partial, {} skipped, {} failed, {} interrupted, {} pending",
                 m.sweep.planned_cells,
                 serde_json::to_value(m.sweep.mode).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
                 if m.sweep.knob_names.is_empty() { "nothing".to_string() } else { m.sweep.knob_names.join(", ") },
                 count(CellStatus::Completed),
+                count(CellStatus::Partial),
                 count(CellStatus::Skipped),
                 count(CellStatus::Failed),
                 count(CellStatus::Interrupted),
@@ -196,10 +224,19 @@ fn ranking_section(out: &mut String, run: &RunData, ranking: &Ranking) {
         let leader = ranking.tie_leader[pos];
         let tied = leader != pos || ranking.tie_leader.get(pos + 1) == Some(&pos);
         let rank_text = format!(
-            "{}{}{}",
+            "{}{}{}{}",
             if tied { "=" } else { "" },
             leader + 1,
-            if pos == 0 { " ★" } else { "" }
+            if pos == 0 { " ★" } else { "" },
+            match (
+                cell.entry.status,
+                cell.entry.repeats_done,
+                cell.entry.repeats_planned
+            ) {
+                (CellStatus::Partial, Some(d), Some(p)) => format!(" (partial {d}/{p})"),
+                (CellStatus::Partial, _, _) => " (partial)".into(),
+                _ => String::new(),
+            }
         );
         let _ = write!(
             out,
@@ -349,7 +386,11 @@ fn not_measured_section(out: &mut String, run: &RunData) {
             out,
             "<tr data-status=\"{st}\"><td>{}</td><td><strong>{st}</strong></td><td>{}</td></tr>",
             esc(&c.entry.name),
-            esc(c.entry.reason.as_deref().unwrap_or(""))
+            esc(&partial_note(&c.entry).unwrap_or_else(|| c
+                .entry
+                .reason
+                .clone()
+                .unwrap_or_default()))
         );
     }
     out.push_str("</tbody></table></section>\n");
@@ -573,6 +614,7 @@ svg.defs{position:absolute}
 .front-line{fill:none;stroke:var(--ink);stroke-width:1.4;stroke-dasharray:6 4}
 .m-front{fill:var(--ink);stroke:var(--ink)}.m-other{fill:#fff;stroke:#56606a;stroke-width:1.5}
 .whisker{stroke:#8a949e;stroke-width:1}
+.incumbent-line{fill:none;stroke:var(--ink);stroke-width:2}.m-failed{fill:none;stroke:#a00;stroke-width:2}
 .pt-label{font-size:10px;fill:var(--muted)}.pt-label.strong{font-weight:700;fill:var(--ink)}
 .hm-cell rect{stroke:#fff;stroke-width:1}.hm-cell.best rect{stroke:#000;stroke-width:3}
 .hm-empty{fill:#fafafa;stroke:#eee}

@@ -84,7 +84,11 @@ fn run(values: &[[f64; 3]; 3], with_steps: bool) -> RunData {
             }
         })
         .collect();
-    RunData { manifest, cells }
+    RunData {
+        manifest,
+        cells,
+        tune: None,
+    }
 }
 
 fn count(html: &str, needle: &str) -> usize {
@@ -230,4 +234,34 @@ fn pbest_section_names_the_winner_and_lists_flagged_repeats() {
     assert!(html.contains("other_processes+slow_calibration"));
     assert!(html.contains("41.5"));
     assert!(html.contains("rounds resampled jointly"));
+}
+
+#[test]
+fn a_partial_cell_is_ranked_with_its_repeats_and_labelled() {
+    let mut data = run(
+        &[
+            [100.0, 101.0, 102.0],
+            [300.0, 301.0, 302.0],
+            [200.0, 202.0, 204.0],
+        ],
+        false,
+    );
+    let i = data
+        .cells
+        .iter()
+        .position(|c| c.stats.is_some())
+        .expect("a measured cell");
+    let entry = &mut data.cells[i].entry;
+    entry.status = crate::measure::CellStatus::Partial;
+    entry.repeats_done = Some(2);
+    entry.repeats_planned = Some(3);
+    let name = entry.name.clone();
+    let html = render(&data);
+    // Still ranked (three ranked rows), labelled in its rank cell, and listed with its count.
+    assert_eq!(count(&html, "<tr data-cell="), 3);
+    assert_eq!(count(&html, " (partial 2/3)</td>"), 1);
+    assert!(html.contains("<tr data-status=\"partial\">"));
+    assert!(html.contains("2 of 3 planned repeats measured"));
+    assert!(html.contains(&name));
+    assert!(html.contains("1 partial"), "header counts partial cells");
 }
