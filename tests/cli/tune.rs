@@ -435,7 +435,10 @@ fn a_duration_budget_parses_with_bounds_and_stops_the_tune() {
     let budget = doc["budget"].as_u64().unwrap();
     let used = doc["runs_used"].as_u64().unwrap();
     assert!(budget >= 1 && used <= budget, "{used} of {budget}");
-    assert!(budget < 18, "30 s is fewer runs than the 18-run grid: {budget}");
+    assert!(
+        budget < 18,
+        "30 s is fewer runs than the 18-run grid: {budget}"
+    );
     assert!(doc["best"]["objective"]["repeats"].as_u64().unwrap() >= 3);
 }
 
