@@ -1,7 +1,8 @@
 //! `tune`: a deterministic live tune on the hidden fake engine (a constraint that excludes the
-//! fastest configuration, ties, outputs, `--overlay`, `--resume` rerunning no finished trial), a
-//! live tune on the tiny reference engine (structure only), replay of the recorded m3 grid and
-//! the strategy evaluation, and usage errors.
+//! fastest configuration, ties, outputs, `--overlay` with the searched load, `--resume` rerunning
+//! no finished trial, `--reuse` of an earlier sweep, a duration `--budget`), a real Ctrl-C and
+//! `--resume` on the tiny reference engine, a live tune on it (structure only), replay of the
+//! recorded m3 grid and the strategy evaluation, and usage errors.
 
 use std::path::{Path, PathBuf};
 
