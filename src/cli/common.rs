@@ -251,11 +251,12 @@ fn json_report(ran: &Ran) -> String {
     text
 }
 
-/// `--overlay FILE` of `run` and `sweep`: the `[env]` table of a tune's `best.toml`.
+/// `--overlay FILE` of `run` and `sweep`: the `[env]` table (and `[run]` load) of a tune's
+/// `best.toml`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OverlayOpts {
-    /// Apply the [env] knobs of FILE (e.g. a tune's best.toml) as if given with --set; an
-    /// explicit --set of the same knob wins.
+    /// Apply the [env] knobs of FILE (e.g. a tune's best.toml) as if given with --set, and its
+    /// [run] load as --concurrency/--request-rate; an explicit flag wins.
     #[arg(long, value_name = "FILE")]
     pub overlay: Option<PathBuf>,
 }
@@ -265,11 +266,18 @@ pub fn apply_overlay(choices: &mut Choices, opts: &OverlayOpts) -> Result<(), Er
     let Some(path) = &opts.overlay else {
         return Ok(());
     };
-    let entries = crate::tune::output::read_overlay(path).map_err(Error::Usage)?;
-    for (name, value) in entries {
+    let overlay = crate::tune::output::read_overlay(path).map_err(Error::Usage)?;
+    for (name, value) in overlay.env {
         if !choices.set.iter().any(|(n, _)| *n == name) {
             choices.set.push((name, value));
         }
+    }
+    // The winner's load (a tune that searched concurrency): as --concurrency/--request-rate,
+    // unless one of those flags was given.
+    let load_given = choices.run.concurrency.is_some() || choices.run.request_rate.is_some();
+    if !load_given {
+        choices.run.concurrency = overlay.concurrency;
+        choices.run.request_rate = overlay.request_rate;
     }
     Ok(())
 }

@@ -97,6 +97,11 @@ impl Driver {
         self.history.runs()
     }
 
+    /// The configuration the strategy would pick now (see [`Strategy::incumbent`]).
+    pub fn incumbent(&self) -> Option<usize> {
+        self.strategy.incumbent(&self.history, &self.space)
+    }
+
     /// The next trial, or `None` when the tune is done (budget spent, strategy finished and the
     /// winner has its final repeats).
     pub fn next_trial(&mut self) -> Option<Ask> {
@@ -106,7 +111,6 @@ impl Driver {
         }
         // Keep room to bring the current incumbent to the final repeat count.
         let reserve = self
-            .history
             .incumbent()
             .filter(|&i| self.history.configs[i].failure.is_none())
             .map_or(0, |i| FINAL_REPEATS.saturating_sub(self.history.repeats(i)));
@@ -119,7 +123,7 @@ impl Driver {
                 None => self.strategy_done = true,
             }
         }
-        let inc = self.history.incumbent()?;
+        let inc = self.incumbent()?;
         let have = self.history.repeats(inc);
         (self.history.configs[inc].failure.is_none() && have < FINAL_REPEATS).then(|| Ask {
             config: inc,
@@ -144,10 +148,7 @@ impl Driver {
         }
         let standing = self.history.standing(i);
         let cell = &self.space.cells[i];
-        let incumbent = self
-            .history
-            .incumbent()
-            .map(|b| self.space.cells[b].name.clone());
+        let incumbent = self.incumbent().map(|b| self.space.cells[b].name.clone());
         self.trials.push(Trial {
             trial: self.trials.len() + 1,
             config: i,

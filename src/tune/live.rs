@@ -23,8 +23,6 @@ pub struct TunerSource {
     pending: Option<Ask>,
     /// Cells (by key) that failed in the run being resumed: answered as failures, not retried.
     known_failures: BTreeMap<String, String>,
-    /// `--reuse`: an earlier run's complete cells, by key → directory.
-    reuse: BTreeMap<String, PathBuf>,
     reused: BTreeSet<String>,
     quiet: bool,
     /// The first error writing `tune.json` or copying a reused cell (reported at the end).
@@ -40,7 +38,6 @@ impl TunerSource {
             run_root: run_root.to_path_buf(),
             pending: None,
             known_failures: BTreeMap::new(),
-            reuse: BTreeMap::new(),
             reused: BTreeSet::new(),
             quiet,
             error: None,
@@ -53,9 +50,27 @@ impl TunerSource {
         self
     }
 
-    /// `--reuse`: complete cells of an earlier run (key → cell directory).
+    /// `--reuse`: complete cells of an earlier run (key → cell directory), copied into this run
+    /// now, before the execution loop takes stock of the cells on disk, so it answers their
+    /// repeats without running the engine (a cell this run already has is left alone).
     pub fn reusing(mut self, cells: BTreeMap<String, PathBuf>) -> Self {
-        self.reuse = cells;
+        for (key, from) in cells {
+            let Some(cell) = self.driver.space.cells.iter().find(|c| c.key == key) else {
+                continue;
+            };
+            let dest = self.run_root.join("cells").join(&cell.name);
+            if dest.exists() {
+                continue;
+            }
+            match copy_cell(&from, &dest) {
+                Ok(()) => {
+                    self.reused.insert(key);
+                }
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                }
+            }
+        }
         self
     }
 
@@ -152,19 +167,6 @@ impl CellSource for TunerSource {
                 self.print_trial();
                 self.save();
                 continue;
-            }
-            if let Some(from) = self.reuse.remove(&cell.key) {
-                let dest = self.run_root.join("cells").join(&cell.name);
-                if !dest.exists() {
-                    match copy_cell(&from, &dest) {
-                        Ok(()) => {
-                            self.reused.insert(cell.key.clone());
-                        }
-                        Err(e) => {
-                            self.error.get_or_insert(e);
-                        }
-                    }
-                }
             }
             let first_repeat = self.driver.history.repeats(ask.config) as u32;
             let repeats = ask.repeats as u32;

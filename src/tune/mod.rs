@@ -149,6 +149,12 @@ pub fn valid_space(prepared: &Prepared) -> (Space, SpaceInfo) {
         excluded: prepared.plan.excluded,
         rejected: prepared.plan.cells.len() - cells.len(),
         valid: cells.len(),
+        loads: {
+            let mut labels: Vec<String> = cells.iter().map(|c| c.load.label()).collect();
+            labels.sort();
+            labels.dedup();
+            labels.len()
+        },
     };
     (Space::new(cells), info)
 }

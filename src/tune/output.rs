@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::measure::LoadPoint;
+
 use crate::results::{to_json_pretty, write_atomic, ResultsError};
 
 use super::constraint::Constraint;
@@ -40,6 +42,8 @@ pub struct Pick {
     pub knobs: BTreeMap<String, String>,
     /// Load label.
     pub load: String,
+    /// The load itself (closed-loop concurrency or open-loop rate), for `best.toml`'s `[run]`.
+    pub load_point: crate::measure::LoadPoint,
     /// The objective.
     pub objective: ObjectiveValue,
     /// Whether every constraint holds.
@@ -79,6 +83,9 @@ pub struct SpaceInfo {
     pub rejected: usize,
     /// Valid configurations searched.
     pub valid: usize,
+    /// Distinct loads (concurrencies or rates) among them: > 1 when the load is searched, and
+    /// then `best.toml` carries the winner's load in a `[run]` table.
+    pub loads: usize,
 }
 
 /// `tune.json`.
@@ -146,6 +153,7 @@ pub fn pick(driver: &Driver, i: usize) -> Pick {
         cell: c.name.clone(),
         knobs: c.knobs.clone(),
         load: c.load.label(),
+        load_point: c.load,
         objective: ObjectiveValue {
             mean: s.mean,
             ci95: s.ci95,
@@ -158,7 +166,9 @@ pub fn pick(driver: &Driver, i: usize) -> Pick {
 /// Everything but the identity fields, from the driver's state.
 pub fn summarize(driver: &Driver) -> (Option<Pick>, Vec<Pick>, Vec<ParetoFront>, Vec<String>) {
     let h = &driver.history;
-    let best = h.incumbent().filter(|&i| h.configs[i].failure.is_none());
+    let best = driver
+        .incumbent()
+        .filter(|&i| h.configs[i].failure.is_none());
     let mut notes = Vec::new();
     if let Some(b) = best {
         let s = h.standing(b);
@@ -228,12 +238,77 @@ pub fn best_toml(doc: &TuneDoc) -> Option<String> {
         };
         out.push_str(&format!("{k} = {value}\n"));
     }
+    // The load is part of the winner when the space searched it: `--overlay` applies it as
+    // `--concurrency`/`--request-rate` would (an explicit flag wins).
+    if doc.space.loads > 1 {
+        match best.load_point {
+            LoadPoint::Closed { concurrency } => {
+                out.push_str(&format!("\n[run]\nconcurrency = {concurrency}\n"));
+            }
+            LoadPoint::Open { request_rate, .. } => {
+                out.push_str(&format!("\n[run]\nrequest_rate = {request_rate:?}\n"));
+            }
+        }
+    }
     Some(out)
 }
 
-/// Read an overlay (`best.toml`): a TOML file with one `[env]` table of string, integer or
-/// boolean values (booleans as Ferrum's "1"/"0"). The error names the file and the fix.
-pub fn read_overlay(path: &Path) -> Result<Vec<(String, String)>, String> {
+/// What an overlay (`best.toml`) applies: knobs, and the load when the tune searched it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overlay {
+    /// `[env]` knobs, as `--set` would give them.
+    pub env: Vec<(String, String)>,
+    /// `[run] concurrency`.
+    pub concurrency: Option<usize>,
+    /// `[run] request_rate`.
+    pub request_rate: Option<f64>,
+}
+
+/// `[run]` of an overlay: `concurrency` (1 to 100000) or `request_rate` (0.001 to 1000000).
+fn overlay_run(path: &Path, run: &toml::Table, out: &mut Overlay) -> Result<(), String> {
+    let file = path.display();
+    for (name, v) in run {
+        match (name.as_str(), v) {
+            ("concurrency", toml::Value::Integer(c)) if (1..=100_000).contains(c) => {
+                out.concurrency = Some(*c as usize);
+            }
+            ("concurrency", other) => {
+                return Err(format!(
+                    "--overlay {file}: [run] concurrency = {other}: expected an integer from 1 to 100000"
+                ))
+            }
+            ("request_rate", v) => {
+                let r = match v {
+                    toml::Value::Float(f) => *f,
+                    toml::Value::Integer(i) => *i as f64,
+                    _ => f64::NAN,
+                };
+                if !(0.001..=1_000_000.0).contains(&r) {
+                    return Err(format!(
+                        "--overlay {file}: [run] request_rate = {v}: expected a number from 0.001 to 1000000"
+                    ));
+                }
+                out.request_rate = Some(r);
+            }
+            (other, _) => {
+                return Err(format!(
+                    "--overlay {file}: unexpected key `{other}` in [run]: an overlay's [run] holds only concurrency or request_rate"
+                ))
+            }
+        }
+    }
+    if out.concurrency.is_some() && out.request_rate.is_some() {
+        return Err(format!(
+            "--overlay {file}: [run] has both concurrency and request_rate: keep one"
+        ));
+    }
+    Ok(())
+}
+
+/// Read an overlay (`best.toml`): a TOML file with an `[env]` table of string, integer or
+/// boolean values (booleans as Ferrum's "1"/"0") and optionally a `[run]` table with the load
+/// (`concurrency` or `request_rate`). The error names the file and the fix.
+pub fn read_overlay(path: &Path) -> Result<Overlay, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--overlay {}: cannot read it: {e}", path.display()))?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
@@ -243,13 +318,17 @@ pub fn read_overlay(path: &Path) -> Result<Vec<(String, String)>, String> {
             e.message()
         )
     })?;
-    let mut out = Vec::new();
+    let mut out = Overlay::default();
     for (key, value) in &table {
         let toml::Value::Table(env) = value else {
-            return Err(format!("--overlay {}: unexpected key `{key}`: an overlay holds only an [env] table (as tune's best.toml)", path.display()));
+            return Err(format!("--overlay {}: unexpected key `{key}`: an overlay holds only an [env] table and a [run] load (as tune's best.toml)", path.display()));
         };
+        if key == "run" {
+            overlay_run(path, env, &mut out)?;
+            continue;
+        }
         if key != "env" {
-            return Err(format!("--overlay {}: unexpected table [{key}]: an overlay holds only an [env] table (as tune's best.toml)", path.display()));
+            return Err(format!("--overlay {}: unexpected table [{key}]: an overlay holds only an [env] table and a [run] load (as tune's best.toml)", path.display()));
         }
         for (name, v) in env {
             let value = match v {
@@ -264,7 +343,7 @@ pub fn read_overlay(path: &Path) -> Result<Vec<(String, String)>, String> {
                     ))
                 }
             };
-            out.push((name.clone(), value));
+            out.env.push((name.clone(), value));
         }
     }
     Ok(out)
@@ -275,7 +354,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overlays_accept_only_an_env_table() {
+    fn overlays_accept_an_env_table_and_a_run_load() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("o.toml");
         std::fs::write(
@@ -285,16 +364,32 @@ mod tests {
         .unwrap();
         assert_eq!(
             read_overlay(&p).unwrap(),
-            vec![
-                ("FERRUM_A".into(), "4".into()),
-                ("FERRUM_B".into(), "x".into()),
-                ("FERRUM_C".into(), "1".into())
-            ]
+            Overlay {
+                env: vec![
+                    ("FERRUM_A".into(), "4".into()),
+                    ("FERRUM_B".into(), "x".into()),
+                    ("FERRUM_C".into(), "1".into())
+                ],
+                ..Overlay::default()
+            }
         );
+        std::fs::write(&p, "[env]\nFERRUM_A = 4\n[run]\nconcurrency = 16\n").unwrap();
+        let o = read_overlay(&p).unwrap();
+        assert_eq!((o.concurrency, o.request_rate), (Some(16), None));
+        std::fs::write(&p, "[run]\nrequest_rate = 2.5\n").unwrap();
+        assert_eq!(read_overlay(&p).unwrap().request_rate, Some(2.5));
         std::fs::write(&p, "[run]\nrepeats = 3\n").unwrap();
         assert!(read_overlay(&p)
             .unwrap_err()
-            .contains("unexpected table [run]"));
+            .contains("unexpected key `repeats` in [run]"));
+        std::fs::write(&p, "[run]\nconcurrency = 0\n").unwrap();
+        assert!(read_overlay(&p).unwrap_err().contains("1 to 100000"));
+        std::fs::write(&p, "[run]\nconcurrency = 2\nrequest_rate = 1.0\n").unwrap();
+        assert!(read_overlay(&p).unwrap_err().contains("keep one"));
+        std::fs::write(&p, "[workload]\nx = 1\n").unwrap();
+        assert!(read_overlay(&p)
+            .unwrap_err()
+            .contains("unexpected table [workload]"));
         std::fs::write(&p, "[env]\nFERRUM_A = 1.5\n").unwrap();
         assert!(read_overlay(&p).unwrap_err().contains("float"));
     }

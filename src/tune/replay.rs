@@ -214,6 +214,21 @@ pub fn evaluate(
     eta: usize,
 ) -> Vec<EvalRow> {
     let truth = truth(values, objective);
+    evaluate_against(&truth, space, values, kinds, seeds, budget, eta)
+}
+
+/// [`evaluate`] against a given truth (a synthetic grid's noise-free values) instead of the
+/// recording's own means.
+pub fn evaluate_against(
+    truth: &History,
+    space: &Space,
+    values: &[Result<Vec<RepeatValues>, String>],
+    kinds: &[StrategyKind],
+    seeds: u64,
+    budget: usize,
+    eta: usize,
+) -> Vec<EvalRow> {
+    let objective = &truth.objective;
     let tie_set: Vec<usize> = truth
         .incumbent()
         .filter(|&b| truth.standing(b).feasible)
@@ -234,16 +249,16 @@ pub fn evaluate(
                 let mut hit: Option<usize> = None;
                 let mut tie_hit: Option<usize> = None;
                 replay(&mut driver, &mut oracle, &mut |d| {
-                    let inc = d.history.incumbent();
-                    if hit.is_none() && inc.is_some_and(|i| within_best(&truth, i)) {
+                    let inc = d.incumbent();
+                    if hit.is_none() && inc.is_some_and(|i| within_best(truth, i)) {
                         hit = Some(d.runs_used());
                     }
                     if tie_hit.is_none() && inc.is_some_and(|i| tie_set.contains(&i)) {
                         tie_hit = Some(d.runs_used());
                     }
                 });
-                let inc = driver.history.incumbent();
-                if inc.is_some_and(|i| within_best(&truth, i)) {
+                let inc = driver.incumbent();
+                if inc.is_some_and(|i| within_best(truth, i)) {
                     finals += 1;
                 }
                 if inc.is_some_and(|i| tie_set.contains(&i)) {
@@ -268,6 +283,9 @@ pub fn evaluate(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod synthetic;
 
 #[cfg(test)]
 mod tests {

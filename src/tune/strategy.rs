@@ -101,6 +101,13 @@ pub struct Ask {
 pub trait Strategy {
     /// The next trial, using at most `left` (≥ 1) runs; `None` when the strategy is done.
     fn ask(&mut self, history: &History, space: &Space, left: usize) -> Option<Ask>;
+
+    /// The configuration the strategy would pick now. By default the best mean
+    /// ([`History::incumbent`]); `model` ranks by a posterior mean that shrinks few-repeat
+    /// configurations toward what their knob values predict, so one lucky repeat does not win.
+    fn incumbent(&self, history: &History, _space: &Space) -> Option<usize> {
+        history.incumbent()
+    }
 }
 
 /// A seeded permutation of `0..n`.
@@ -329,7 +336,128 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Posterior mean score of every feasible measured configuration (`None` otherwise): its
+    /// measured mean shrunk toward the leave-one-out prediction of the knobs' main effects, by
+    /// the usual normal–normal weights. The repeat noise σ² is pooled over configurations with
+    /// ≥ 2 repeats (10 % of the mean before there are any); the prior spread τ² is what the
+    /// residuals of the means around their predictions leave after that noise (at least 1 %
+    /// of the mean, so the structure never overrides a well-measured configuration).
+    pub fn posterior(h: &History, space: &Space) -> Vec<Option<f64>> {
+        let n = h.configs.len();
+        let scores = Self::scores(h);
+        let sign = match h.objective.direction {
+            crate::metric::Direction::HigherIsBetter => 1.0,
+            crate::metric::Direction::LowerIsBetter => -1.0,
+        };
+        let feasible: Vec<usize> = (0..n)
+            .filter(|&i| {
+                let s = h.standing(i);
+                s.feasible && s.mean.is_some()
+            })
+            .collect();
+        if feasible.is_empty() {
+            return vec![None; n];
+        }
+        let mean_of = |i: usize| scores[i].unwrap_or(0.0);
+        let global_sum: f64 = feasible.iter().map(|&i| mean_of(i)).sum();
+        let scale = (global_sum / feasible.len() as f64).abs().max(1e-9);
+        // Pooled within-configuration variance of the objective (score scale = sign × value).
+        let (mut ss, mut df) = (0.0, 0usize);
+        for &i in &feasible {
+            let xs = h.column(i, 0);
+            if xs.len() >= 2 {
+                let m = xs.iter().sum::<f64>() / xs.len() as f64;
+                ss += xs
+                    .iter()
+                    .map(|x| (sign * x - sign * m).powi(2))
+                    .sum::<f64>();
+                df += xs.len() - 1;
+            }
+        }
+        let sigma2 = if df > 0 {
+            (ss / df as f64).max((1e-3 * scale).powi(2))
+        } else {
+            (0.10 * scale).powi(2)
+        };
+        // Per axis value: sum and count of the feasible means (for leave-one-out effects).
+        let axes = space.axis_len.len();
+        let mut sums: Vec<Vec<(f64, usize)>> =
+            space.axis_len.iter().map(|&l| vec![(0.0, 0); l]).collect();
+        for &i in &feasible {
+            for (a, axis) in sums.iter_mut().enumerate().take(axes) {
+                let e = &mut axis[space.coords[i][a]];
+                e.0 += mean_of(i);
+                e.1 += 1;
+            }
+        }
+        let loo = |i: usize| -> Option<f64> {
+            let k = feasible.len();
+            if k < 2 {
+                return None;
+            }
+            let g = (global_sum - mean_of(i)) / (k - 1) as f64;
+            let mut p = g;
+            for (a, axis) in sums.iter().enumerate() {
+                let (s, c) = axis[space.coords[i][a]];
+                if c >= 2 {
+                    p += (s - mean_of(i)) / (c - 1) as f64 - g;
+                }
+            }
+            Some(p)
+        };
+        let prior: Vec<Option<f64>> = (0..n)
+            .map(|i| feasible.contains(&i).then(|| loo(i)).flatten())
+            .collect();
+        let resid: Vec<f64> = feasible
+            .iter()
+            .filter_map(|&i| {
+                prior[i].map(|p| (mean_of(i) - p).powi(2) - sigma2 / h.repeats(i).max(1) as f64)
+            })
+            .collect();
+        let tau2 = if resid.is_empty() {
+            f64::INFINITY
+        } else {
+            (resid.iter().sum::<f64>() / resid.len() as f64).max((0.01 * scale).powi(2))
+        };
+        (0..n)
+            .map(|i| {
+                if !feasible.contains(&i) {
+                    return None;
+                }
+                let m = mean_of(i);
+                Some(match prior[i] {
+                    Some(p) if tau2.is_finite() => {
+                        let w = h.repeats(i) as f64 / sigma2;
+                        (w * m + p / tau2) / (w + 1.0 / tau2)
+                    }
+                    _ => m,
+                })
+            })
+            .collect()
+    }
+
+    /// The feasible configuration with the best posterior mean; without any, the history's
+    /// incumbent (the infeasible one that missed by the least).
+    fn posterior_incumbent(h: &History, space: &Space) -> Option<usize> {
+        let post = Self::posterior(h, space);
+        post.iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.map(|p| (i, p)))
+            .fold(None::<(usize, f64)>, |acc, c| match acc {
+                Some(a) if a.1 >= c.1 => Some(a),
+                _ => Some(c),
+            })
+            .map(|(i, _)| i)
+            .or_else(|| h.incumbent())
+    }
+}
+
 impl Strategy for Model {
+    fn incumbent(&self, h: &History, space: &Space) -> Option<usize> {
+        Self::posterior_incumbent(h, space)
+    }
+
     fn ask(&mut self, h: &History, space: &Space, left: usize) -> Option<Ask> {
         let n = space.len();
         let tried = (0..n).filter(|&i| h.tried(i)).count();
@@ -342,8 +470,12 @@ impl Strategy for Model {
                 reason: format!("model: initial random sample {} of {initial}", tried + 1),
             });
         }
-        let ranking = h.ranking();
-        let inc = *ranking.first()?;
+        let inc = Self::posterior_incumbent(h, space)?;
+        let post = Self::posterior(h, space);
+        // Best first by posterior (feasible), then the history's order for the rest.
+        let mut ranking: Vec<usize> = (0..n).filter(|&i| post[i].is_some()).collect();
+        ranking.sort_by(|&a, &b| post[b].unwrap_or(0.0).total_cmp(&post[a].unwrap_or(0.0)));
+        ranking.extend(h.ranking().into_iter().filter(|&i| post[i].is_none()));
         // A single repeat can be a lucky outlier: confirm the incumbent before building on it.
         if h.configs[inc].failure.is_none() && h.repeats(inc) < 2 {
             return Some(Ask {
@@ -352,8 +484,13 @@ impl Strategy for Model {
                 reason: "model: re-measure the incumbent (1 repeat so far)".into(),
             });
         }
-        let scores = Self::scores(h);
+        let mut scores = Self::scores(h);
         let predicted = Self::predict(space, &scores);
+        for (s, p) in scores.iter_mut().zip(&post) {
+            if p.is_some() {
+                *s = *p;
+            }
+        }
         let inc_score = scores[inc].unwrap_or(f64::NEG_INFINITY);
         // The most promising untried configuration (nearest the incumbent, then seeded order).
         let best_untried = self

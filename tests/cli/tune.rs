@@ -1,7 +1,8 @@
 //! `tune`: a deterministic live tune on the hidden fake engine (a constraint that excludes the
-//! fastest configuration, ties, outputs, `--overlay`, `--resume` rerunning no finished trial), a
-//! live tune on the tiny reference engine (structure only), replay of the recorded m3 grid and
-//! the strategy evaluation, and usage errors.
+//! fastest configuration, ties, outputs, `--overlay` with the searched load, `--resume` rerunning
+//! no finished trial, `--reuse` of an earlier sweep, a duration `--budget`), a real Ctrl-C and
+//! `--resume` on the tiny reference engine, a live tune on it (structure only), replay of the
+//! recorded m3 grid and the strategy evaluation, and usage errors.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use super::{bin, repo, run_dir};
 
 /// Fake engine (virtual time: request_rps and output tok/s scale exactly with concurrency) over
 /// concurrency 1, 2, 4 × two knob values that do not change it.
-const FAKE: &str = "name = \"faketune\"\n[model]\nprofile = \"qwen3_30b_a3b_gptq_int4\"\n[hardware]\nprofile = \"auto\"\n[workload]\nprofile = \"m3_qwen3_30b_a3b_int4\"\n[engine]\nkind = \"fake\"\ntick_ms = 1\n[run]\nworkload = \"random-8/5\"\nrequests = 8\nwarmup_requests = 1\nrepeats = 1\nseed = 3\nconcurrency = 2\n[sweep]\nconcurrency = [1, 2, 4]\n[sweep.knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [2, 64]\n";
+const FAKE: &str = "name = \"faketune\"\n[model]\nprofile = \"qwen3_30b_a3b_gptq_int4\"\n[hardware]\nprofile = \"auto\"\n[workload]\nprofile = \"m3_qwen3_30b_a3b_int4\"\n[engine]\nkind = \"fake\"\ntick_ms = 1\n[run]\nworkload = \"random-8/5\"\nrequests = 8\nwarmup_requests = 1\nrepeats = 1\nseed = 3\nconcurrency = 1\n[sweep]\nconcurrency = [1, 2, 4]\n[sweep.knobs]\nFERRUM_MOE_BATCH_THRESHOLD = [2, 64]\n";
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -111,6 +112,34 @@ fn a_constraint_excludes_the_fastest_configuration_and_the_winner_comes_with_tie
     assert_eq!(
         m["sweep"]["set"]["FERRUM_MOE_BATCH_THRESHOLD"],
         best["knobs"]["FERRUM_MOE_BATCH_THRESHOLD"]
+    );
+    // Concurrency was searched, so best.toml carries the winner's load (c2), and --overlay
+    // applies it instead of the preset's concurrency = 1.
+    assert!(
+        best_toml.contains("[run]\nconcurrency = 2\n"),
+        "{best_toml}"
+    );
+    let cells = m["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 1);
+    assert!(
+        cells[0]["name"].as_str().unwrap().starts_with("c2"),
+        "{cells:?}"
+    );
+    // An explicit --concurrency wins over the overlay's load.
+    let out = bin()
+        .arg("run")
+        .arg(&preset)
+        .arg("--overlay")
+        .arg(run.join("best.toml"))
+        .args(["--concurrency", "4", "--quiet", "--out"])
+        .arg(dir.path().join("o4"))
+        .output()
+        .unwrap();
+    ok(&out);
+    let m = json(&run_dir(&dir.path().join("o4")).join("manifest.json"));
+    assert!(
+        m["cells"][0]["name"].as_str().unwrap().starts_with("c4"),
+        "{m}"
     );
 }
 
@@ -293,4 +322,215 @@ fn bad_tune_arguments_are_one_line_errors_with_exit_two() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// (cell, source, first_repeat) of every trial of a `tune.json`.
+fn trial_sources(doc: &serde_json::Value) -> Vec<(String, String, u64)> {
+    doc["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["cell"].as_str().unwrap().to_string(),
+                t["source"].as_str().unwrap().to_string(),
+                t["first_repeat"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reuse_answers_cells_an_earlier_sweep_measured_without_running_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let preset = dir.path().join("fake.toml");
+    std::fs::write(&preset, FAKE).unwrap();
+    // An earlier sweep of the same preset and workload, 3 repeats per cell.
+    let out = bin()
+        .arg("sweep")
+        .arg(&preset)
+        .args(["--repeats", "3", "--quiet", "--no-report", "--out"])
+        .arg(dir.path().join("s"))
+        .output()
+        .unwrap();
+    ok(&out);
+    let sweep = run_dir(&dir.path().join("s"));
+    let out = bin()
+        .arg("tune")
+        .arg(&preset)
+        .args(["--strategy", "grid", "--budget", "18"])
+        .args(["--constraint", "request_rps<=500", "--reuse"])
+        .arg(&sweep)
+        .args(["--quiet", "--out"])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    let err = ok(&out);
+    assert!(
+        err.contains("--reuse: 6 configuration(s) of the space already measured there"),
+        "{err}"
+    );
+    let run = run_dir(&dir.path().join("r"));
+    let doc = json(&run.join("tune.json"));
+    let trials = trial_sources(&doc);
+    assert_eq!(trials.len(), 6);
+    assert!(
+        trials.iter().all(|(_, source, _)| source == "reuse"),
+        "{trials:?}"
+    );
+    assert_eq!(doc["runs_used"], 18);
+    // The cells are the sweep's, copied byte for byte: no engine ran for them.
+    for (cell, _, _) in &trials {
+        let ours = std::fs::read(run.join("cells").join(cell).join("stats.json")).unwrap();
+        let theirs = std::fs::read(sweep.join("cells").join(cell).join("stats.json")).unwrap();
+        assert_eq!(ours, theirs, "{cell}");
+    }
+    // The same best as a tune that measures everything itself.
+    std::fs::create_dir_all(dir.path().join("f")).unwrap();
+    let (_, fresh) = fake_tune(&dir.path().join("f"));
+    assert_eq!(
+        doc["best"]["load"],
+        json(&fresh.join("tune.json"))["best"]["load"]
+    );
+}
+
+#[test]
+fn a_duration_budget_parses_with_bounds_and_stops_the_tune() {
+    let dir = tempfile::tempdir().unwrap();
+    let preset = dir.path().join("fake.toml");
+    std::fs::write(&preset, FAKE).unwrap();
+    for bad in ["0s", "0", "1000001", "5x", "31d"] {
+        let o = bin()
+            .arg("tune")
+            .arg(&preset)
+            .args(["--budget", bad])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "--budget {bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--budget"), "--budget {bad}: {err}");
+    }
+    // 30 s converts to runs with the planning estimate (the fake engine is instant, so the
+    // conversion, not the clock, is what stops it: no assertion on real time).
+    let o = bin()
+        .arg("tune")
+        .arg(&preset)
+        .args([
+            "--budget",
+            "30s",
+            "--strategy",
+            "random",
+            "--quiet",
+            "--out",
+        ])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    ok(&o);
+    let doc = json(&run_dir(&dir.path().join("r")).join("tune.json"));
+    assert_eq!(
+        doc["settings"]["budget"]["seconds"], 30,
+        "{}",
+        doc["settings"]
+    );
+    let budget = doc["budget"].as_u64().unwrap();
+    let used = doc["runs_used"].as_u64().unwrap();
+    assert!(budget >= 1 && used <= budget, "{used} of {budget}");
+    assert!(
+        budget < 18,
+        "30 s is fewer runs than the 18-run grid: {budget}"
+    );
+    assert!(doc["best"]["objective"]["repeats"].as_u64().unwrap() >= 3);
+}
+
+#[test]
+fn resume_after_a_real_ctrl_c_reruns_no_finished_trial() {
+    // The tiny reference engine with enough requests per repeat that the interrupt lands while
+    // later trials run (the fake engine is instant). Nothing here asserts on timings.
+    let dir = tempfile::tempdir().unwrap();
+    let preset = dir.path().join("tiny.toml");
+    let text = std::fs::read_to_string(repo("tests/fixtures/tiny.toml"))
+        .unwrap()
+        .replace("\nrequests = 6\n", "\nrequests = 200\n");
+    std::fs::write(&preset, text).unwrap();
+    let root = dir.path().join("r");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ferrum-bench"))
+        .arg("tune")
+        .arg(&preset)
+        .args(["--strategy", "grid", "--budget", "12", "--quiet", "--out"])
+        .arg(&root)
+        .env(
+            "FERRUMBENCH_PROBE_FILE",
+            repo("tests/fixtures/probe_cpu.json"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let run = loop {
+        assert!(std::time::Instant::now() < deadline, "no trial finished");
+        let found = std::fs::read_dir(&root)
+            .ok()
+            .and_then(|mut e| e.next())
+            .and_then(Result::ok)
+            .map(|e| e.path());
+        if let Some(run) = found {
+            let doc = std::fs::read_to_string(run.join("tune.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            if doc.is_some_and(|d| d["trials"].as_array().is_some_and(|t| !t.is_empty())) {
+                break run;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let before = trial_sources(&json(&run.join("tune.json")));
+    assert!(!before.is_empty());
+    assert!(
+        before.len() < 4,
+        "the interrupt came too late to test anything: {before:?}"
+    );
+    let stamps: Vec<std::time::SystemTime> = before
+        .iter()
+        .map(|(cell, _, _)| {
+            std::fs::metadata(run.join("cells").join(cell).join("stats.json"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    let out = bin()
+        .arg("tune")
+        .arg("--resume")
+        .arg(&run)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    ok(&out);
+    let after = trial_sources(&json(&run.join("tune.json")));
+    assert_eq!(after.len(), 4, "{after:?}");
+    // Every trial finished before the interrupt is answered from disk, in the same order.
+    for (i, (cell, _, first)) in before.iter().enumerate() {
+        assert_eq!(
+            (&after[i].0, after[i].1.as_str(), after[i].2),
+            (cell, "resume", *first),
+            "{after:?}"
+        );
+        let stamp = std::fs::metadata(run.join("cells").join(cell).join("stats.json"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(stamp, stamps[i], "{cell} was measured again");
+    }
+    assert!(
+        after[before.len()..].iter().all(|(_, s, _)| s == "run"),
+        "{after:?}"
+    );
 }
