@@ -146,7 +146,8 @@ pub struct Work {
 impl Work {
     /// Modelled duration of the call, ns.
     pub fn ns(&self) -> f64 {
-        CALL_OVERHEAD_NS + (self.weight_bytes + self.kv_bytes) / BYTES_PER_NS
+        CALL_OVERHEAD_NS
+            + (self.weight_bytes + self.kv_bytes) / BYTES_PER_NS
             + self.flops / FLOPS_PER_NS
     }
 }

@@ -126,7 +126,10 @@ fn clock_settings_are_validated() {
     assert!(err(Some("wall"), None, Some(3)).contains("apply only"));
     let s = ClockSpec::from_table(Some("modelled"), Some(0.5), Some(3)).unwrap();
     assert_eq!((s.mode, s.jitter, s.seed), (ClockMode::Modelled, 0.5, 3));
-    assert_eq!(ClockSpec::from_table(None, None, None).unwrap(), ClockSpec::default());
+    assert_eq!(
+        ClockSpec::from_table(None, None, None).unwrap(),
+        ClockSpec::default()
+    );
     assert_eq!(s.details()["bytes_per_ns"], json!(BYTES_PER_NS));
     assert_eq!(ClockSpec::default().details(), json!({"mode": "wall"}));
     // Through the [engine] table.
