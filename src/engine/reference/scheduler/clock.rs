@@ -248,8 +248,8 @@ impl CostShape {
 pub enum Clock {
     /// Wall time since the run started.
     Wall(Instant),
-    /// Modelled time.
-    Modelled(Modelled),
+    /// Modelled time (boxed: the RNG state is large, the wall variant is one `Instant`).
+    Modelled(Box<Modelled>),
 }
 
 /// State of a modelled clock.
@@ -290,13 +290,13 @@ impl Clock {
                 let mut rng = ChaCha8Rng::seed_from_u64(clock.seed);
                 rng.set_stream(stream);
                 let run_factor = factor(&mut rng, clock.jitter);
-                Clock::Modelled(Modelled {
+                Clock::Modelled(Box::new(Modelled {
                     now_ns: 0,
                     shape: CostShape::new(spec),
                     jitter: clock.jitter,
                     run_factor,
                     rng,
-                })
+                }))
             }
         }
     }
