@@ -71,6 +71,14 @@ pub struct SideCell {
     pub samples: BTreeMap<String, Sample>,
     /// The cell's effective config, when present.
     pub config: Option<Value>,
+    /// Engine-path counters ([`super::ENGINE_PATH_COUNTERS`]) averaged over repeats, when the
+    /// engine reported them.
+    pub engine_path: BTreeMap<String, f64>,
+    /// The run the cell belongs to (`manifest.json`'s `run_id`), when read from a run.
+    pub run_id: Option<String>,
+    /// Metric name → value per interleaved round (index = round, `None` where the cell has no
+    /// repeat in it); empty unless every repeat records its round.
+    pub rounds: BTreeMap<String, Vec<Option<f64>>>,
 }
 
 impl SideCell {
@@ -87,7 +95,41 @@ impl SideCell {
                     .map(|a| (m.name.to_string(), Sample::from_aggregate(a)))
             })
             .collect();
+        let engine_path = super::ENGINE_PATH_COUNTERS
+            .iter()
+            .filter_map(|(key, _)| {
+                let v: Vec<f64> = stats
+                    .repeats
+                    .iter()
+                    .filter_map(|r| r.counters.get(*key).copied())
+                    .collect();
+                (!v.is_empty()).then(|| (key.to_string(), v.iter().sum::<f64>() / v.len() as f64))
+            })
+            .collect();
+        let interleaved =
+            !stats.repeats.is_empty() && stats.repeats.iter().all(|r| r.round.is_some());
+        let rounds = if interleaved {
+            METRICS
+                .iter()
+                .filter_map(|m| {
+                    let mut v = Vec::new();
+                    for r in &stats.repeats {
+                        let i = r.round.unwrap_or(r.repeat) as usize;
+                        if v.len() <= i {
+                            v.resize(i + 1, None);
+                        }
+                        v[i] = Some(super::repeat_value(m, r)?);
+                    }
+                    Some((m.name.to_string(), v))
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         SideCell {
+            engine_path,
+            run_id: None,
+            rounds,
             name: stats.cell.name.clone(),
             knobs: stats.cell.knobs.clone(),
             load_label: stats.cell.load.label(),
@@ -202,12 +244,13 @@ impl Side {
     fn load_cell(stats_path: &Path) -> Result<Side, ResultsError> {
         let stats = read_stats_path(stats_path)?;
         let dir = stats_path.parent().unwrap_or(Path::new("."));
-        let cell = SideCell::from_stats(&stats, optional_config(dir)?);
+        let mut cell = SideCell::from_stats(&stats, optional_config(dir)?);
         let mut info = Side::ferrum(stats_path, Some(stats.engine.clone()));
         // A cell inside a run directory: take the harness provenance from the run's manifest.
         if let Some(run) = dir.parent().and_then(Path::parent) {
             if run.join(MANIFEST_FILE).is_file() {
                 if let Ok(m) = read_manifest_path(run) {
+                    cell.run_id = Some(m.run_id);
                     info.harness_version = Some(m.harness.version);
                     info.harness_commit = Some(m.harness.git_commit);
                 }
@@ -310,7 +353,9 @@ impl Side {
             if engine.is_none() {
                 engine = Some(stats.engine.clone());
             }
-            cells.push(SideCell::from_stats(&stats, optional_config(&dir)?));
+            let mut cell = SideCell::from_stats(&stats, optional_config(&dir)?);
+            cell.run_id = Some(manifest.run_id.clone());
+            cells.push(cell);
         }
         let mut info = Side::ferrum(run, engine);
         info.harness_version = Some(manifest.harness.version.clone());

@@ -19,9 +19,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::diff::{diff_effective_configs, ConfigDiff};
-use crate::metric::{Direction, METRICS};
+use crate::metric::{Direction, Metric, METRICS};
 use crate::results::ResultsError;
-use crate::stats::{judge, Comparison, Sample, Verdict, DEFAULT_ALPHA};
+use crate::stats::{judge, judge_paired, Comparison, Sample, Verdict, DEFAULT_ALPHA};
 
 /// Version of the `compare --format json` document.
 pub const COMPARE_SCHEMA_VERSION: u32 = 1;
@@ -101,6 +101,9 @@ pub struct MetricResult {
     pub baseline: SideStat,
     /// Candidate mean and CI.
     pub candidate: SideStat,
+    /// The test behind the verdict: `welch` (independent sides) or `paired` (both sides are
+    /// cells of one interleaved run: rounds paired, [`crate::stats::paired`]).
+    pub method: &'static str,
     /// Test, change and verdict.
     #[serde(flatten)]
     pub comparison: Comparison,
@@ -123,9 +126,117 @@ pub struct PairResult {
     pub metrics: Vec<MetricResult>,
     /// Effective-config differences between the paired cells; `None` when a side has no config.
     pub drift: Option<ConfigDiff>,
+    /// Run-time decisions of the engine that changed between the sides (e.g. the MoE decode
+    /// path: batched vs per-item), from the counters both sides reported.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub engine_path: Vec<PathChange>,
+}
+
+/// Counters that record a run-time decision of the engine, with their labels: shown beside the
+/// config drift when they changed by more than [`PATH_CHANGE_MIN`].
+pub const ENGINE_PATH_COUNTERS: &[(&str, &str)] = &[(
+    "batched_decode_step_share",
+    "MoE decode path: share of decode steps batched",
+)];
+
+/// Smallest change of an engine-path share worth showing (5 percentage points).
+pub const PATH_CHANGE_MIN: f64 = 0.05;
+
+/// An engine-path counter that changed between the sides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathChange {
+    /// Counter name.
+    pub counter: String,
+    /// What it means.
+    pub label: String,
+    /// Baseline mean over repeats.
+    pub baseline: f64,
+    /// Candidate mean over repeats.
+    pub candidate: f64,
+}
+
+impl PathChange {
+    /// `label: 100 % → 0 %`.
+    pub fn line(&self) -> String {
+        format!(
+            "{}: {:.0} % → {:.0} %",
+            self.label,
+            self.baseline * 100.0,
+            self.candidate * 100.0
+        )
+    }
+}
+
+/// A metric's value in one repeat (the per-repeat statistic its across-repeat aggregate
+/// averages), for pairing by round.
+pub fn repeat_value(m: &Metric, r: &crate::measure::RepeatSummary) -> Option<f64> {
+    let pct = |s: &Option<crate::stats::Summary>, p99: bool| {
+        s.as_ref().map(|s| if p99 { s.p99 } else { s.median })
+    };
+    match m.field {
+        "output_tokens_per_s" => Some(r.output_tokens_per_s),
+        "total_tokens_per_s" => Some(r.total_tokens_per_s),
+        "request_per_s" => Some(r.request_per_s),
+        "goodput_rps" => Some(r.goodput_rps),
+        "steady_output_tokens_per_s" => r.steady_output_tokens_per_s,
+        f => {
+            let (base, stat) = f.rsplit_once('_')?;
+            let p99 = match stat {
+                "median" => false,
+                "p99" => true,
+                _ => return None,
+            };
+            let s = match base {
+                "ttft_ms" => &r.ttft_ms,
+                "tpot_ms" => &r.tpot_ms,
+                "itl_ms" => &r.itl_ms,
+                "e2e_ms" => &r.e2e_ms,
+                "queue_ms" => &r.queue_ms,
+                _ => return None,
+            };
+            pct(s, p99)
+        }
+    }
+}
+
+/// The paired rounds of a metric when both cells come from the same interleaved run.
+fn paired_rounds(b: &SideCell, c: &SideCell, metric: &str) -> Option<(Vec<f64>, Vec<f64>)> {
+    if b.run_id.is_none() || b.run_id != c.run_id {
+        return None;
+    }
+    let (x, y) = (b.rounds.get(metric)?, c.rounds.get(metric)?);
+    Some(crate::stats::shared_rounds(x, y))
+}
+
+fn engine_path_changes(b: &SideCell, c: &SideCell) -> Vec<PathChange> {
+    ENGINE_PATH_COUNTERS
+        .iter()
+        .filter_map(|(key, label)| {
+            let (x, y) = (*b.engine_path.get(*key)?, *c.engine_path.get(*key)?);
+            ((x - y).abs() > PATH_CHANGE_MIN).then(|| PathChange {
+                counter: key.to_string(),
+                label: label.to_string(),
+                baseline: x,
+                candidate: y,
+            })
+        })
+        .collect()
 }
 
 impl PairResult {
+    /// The tests behind this pair's verdicts, in words: `welch` (independent sides) or
+    /// `paired` (repeats paired by interleaved round); both when metrics differ.
+    pub fn method_line(&self) -> Option<String> {
+        let has = |m: &str| self.metrics.iter().any(|x| x.method == m);
+        let text = match (has("paired"), has("welch")) {
+            (true, false) => "paired (both cells from one interleaved run: repeats paired by round, paired t-test)",
+            (false, true) => "welch (independent sides: Welch's t-test)",
+            (true, true) => "paired where both cells have every round, else welch",
+            (false, false) => return None,
+        };
+        Some(text.to_string())
+    }
+
     /// True when the paired cells' effective configs differ.
     pub fn has_drift(&self) -> bool {
         self.drift.as_ref().is_some_and(|d| !d.is_empty())
@@ -220,6 +331,9 @@ fn compare_pair(b: &SideCell, c: &SideCell, opts: &CompareOptions) -> PairResult
             .iter()
             .filter_map(|m| {
                 let (sb, sc) = (b.samples.get(m.name)?, c.samples.get(m.name)?);
+                // Two cells of one interleaved run: pair their repeats by round, so drift of
+                // the machine between rounds cancels (issue 14's paired analysis).
+                let paired = paired_rounds(b, c, m.name);
                 let threshold = opts
                     .thresholds
                     .get(m.name)
@@ -233,7 +347,11 @@ fn compare_pair(b: &SideCell, c: &SideCell, opts: &CompareOptions) -> PairResult
                     threshold,
                     baseline: SideStat::of(sb),
                     candidate: SideStat::of(sc),
-                    comparison: judge(sb, sc, m.direction, opts.alpha, threshold),
+                    method: if paired.is_some() { "paired" } else { "welch" },
+                    comparison: match &paired {
+                        Some((x, y)) => judge_paired(x, y, m.direction, opts.alpha, threshold),
+                        None => judge(sb, sc, m.direction, opts.alpha, threshold),
+                    },
                 })
             })
             .collect()
@@ -252,6 +370,7 @@ fn compare_pair(b: &SideCell, c: &SideCell, opts: &CompareOptions) -> PairResult
         note,
         metrics,
         drift,
+        engine_path: engine_path_changes(b, c),
     }
 }
 

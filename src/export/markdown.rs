@@ -76,6 +76,9 @@ impl Exporter for Markdown {
                     ));
                 }
             }
+            if let Some(method) = p.method_line() {
+                md.push_str(&format!("\nTest: {method}.\n"));
+            }
             match &p.drift {
                 Some(d) if !d.is_empty() => {
                     md.push_str("\n**Config drift** (baseline → candidate):\n\n");
@@ -85,6 +88,12 @@ impl Exporter for Markdown {
                 }
                 Some(_) => md.push_str("\nEffective configs identical.\n"),
                 None => md.push_str("\nNo effective config on one side: drift unknown.\n"),
+            }
+            if !p.engine_path.is_empty() {
+                md.push_str("\n**Engine decisions at run time** (baseline → candidate):\n\n");
+                for c in &p.engine_path {
+                    md.push_str(&format!("- {}\n", c.line()));
+                }
             }
         }
         if !r.unmatched.is_empty() {

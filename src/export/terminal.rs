@@ -66,6 +66,9 @@ impl Exporter for Terminal {
                 }
                 out.push_str(&b.build().with(Style::rounded()).to_string());
                 out.push('\n');
+                if let Some(method) = p.method_line() {
+                    out.push_str(&format!("  test: {method}\n"));
+                }
                 for m in &p.metrics {
                     if let (Verdict::Inconclusive, Some(reason)) =
                         (m.comparison.verdict, &m.comparison.reason)
@@ -81,6 +84,12 @@ impl Exporter for Terminal {
                         out.push_str(&l);
                         out.push('\n');
                     }
+                }
+            }
+            if !p.engine_path.is_empty() {
+                out.push_str("  engine decisions at run time (baseline → candidate):\n");
+                for c in &p.engine_path {
+                    out.push_str(&format!("    {}\n", c.line()));
                 }
             }
         }

@@ -189,6 +189,7 @@ impl Engine for ReferenceEngine {
             json!(format!("{:?}", self.knobs.admission)),
         );
         put("modelled_knobs", json!(knobs::MODELLED_KNOBS));
+        put("clock", s.clock.details());
         if let Some(path) = &s.shape_from {
             put("shape_from", json!(path.display().to_string()));
         }
@@ -215,12 +216,17 @@ impl Engine for ReferenceEngine {
             pool,
         } = self;
         let vocab = model.spec.vocab_size;
+        let clock = scheduler::clock::Clock::start(
+            &model.spec,
+            &model.spec.clock,
+            scheduler::clock::noise_stream(options.repeat, options.phase),
+        );
         // A panic inside a model step must surface as an engine fault, not abort the process.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let sampling = executor::Sampling::from_readback_path(&knobs.sampling_readback_path);
             layer_split::with_executor(model, kv, *split, pool, sampling, |exec| {
                 scheduler::run(
-                    knobs, *limits, vocab, exec, requests, load, options, progress,
+                    knobs, *limits, vocab, exec, requests, load, options, clock, progress,
                 )
             })
         }));

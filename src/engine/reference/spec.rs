@@ -7,11 +7,12 @@
 
 use serde::Deserialize;
 
+use super::scheduler::clock::ClockSpec;
 use crate::engine::EngineError;
 
 /// `[engine]` table of a preset. Every field is optional; unset fields take the per-architecture
 /// CPU-sized defaults of [`EngineSpec::resolve`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineTable {
     /// Engine kind; only `reference` (the default) exists so far.
@@ -49,6 +50,13 @@ pub struct EngineTable {
     /// A model directory whose `config.json` gives the dimensions (relative paths resolve
     /// against the preset's directory); see [`super::shape`].
     pub shape_from: Option<String>,
+    /// Where time comes from: `wall` (default) or `modelled` (a cost model of the counted work;
+    /// see [`super::scheduler::clock`]).
+    pub clock: Option<String>,
+    /// Relative noise of the modelled clock, 0 ≤ clock_jitter ≤ 0.5 (default 0).
+    pub clock_jitter: Option<f64>,
+    /// Seed of the modelled clock's noise (default 0).
+    pub clock_seed: Option<u64>,
     /// The shape read from `shape_from` when the preset was loaded (its dimensions are already
     /// copied into the fields above; kept for the context length and the record).
     #[serde(skip)]
@@ -193,6 +201,8 @@ pub struct EngineSpec {
     pub device: Device,
     /// The `config.json` the dimensions were read from (`[engine] shape_from`), if any.
     pub shape_from: Option<std::path::PathBuf>,
+    /// Where time comes from (`[engine] clock`, `clock_jitter`, `clock_seed`).
+    pub clock: ClockSpec,
 }
 
 /// Default seed of the synthetic weights.
@@ -258,6 +268,7 @@ impl EngineSpec {
                 rms_eps: 1e-6,
                 device: Device::Cpu,
                 shape_from: None,
+                clock: ClockSpec::default(),
             },
             // Real Qwen2.5-72B: hidden 8192, 80 layers, 64 query heads, 8 KV heads, head_dim
             // 128, dense intermediate 29568, vocab 152064, context 32768, GPTQ group 128.
@@ -285,6 +296,7 @@ impl EngineSpec {
                 rms_eps: 1e-6,
                 device: Device::Cpu,
                 shape_from: None,
+                clock: ClockSpec::default(),
             },
             other => {
                 return Err(EngineError::Config(format!(
@@ -361,6 +373,7 @@ impl EngineSpec {
                 }
             }
         }
+        spec.clock = ClockSpec::from_table(t.clock.as_deref(), t.clock_jitter, t.clock_seed)?;
         if let Some(v) = t.vocab_size {
             spec.vocab_size = v;
         }

@@ -322,6 +322,7 @@ mod tests {
             threshold,
             baseline: side.clone(),
             candidate: side.clone(),
+            method: "welch",
             comparison: Comparison {
                 welch: None,
                 change: Some(RelativeChange {

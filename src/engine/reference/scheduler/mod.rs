@@ -12,12 +12,16 @@
 //!
 //! Prefill-bearing calls group experts when they carry at least `FERRUM_MOE_PREFILL_THRESHOLD`
 //! tokens, else run experts per token.
+//!
+//! Time comes from a [`clock::Clock`]: the wall clock, or a cost model of the work each step's
+//! calls did (`[engine] clock = "modelled"`).
 
+pub mod clock;
 mod compose;
 mod counters;
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::executor::Executor;
 use super::knobs::{AdmissionPolicy, EngineKnobs};
@@ -27,6 +31,7 @@ use crate::engine::{
     EngineError, EngineEvent, EngineRequest, LoadSpec, RequestStatus, RequestTrace, RunOptions,
     RunOutput, StepRecord,
 };
+use clock::Clock;
 use compose::{compose, Step};
 use counters::Counters;
 
@@ -76,7 +81,8 @@ struct Track {
     status: Option<RequestStatus>,
 }
 
-/// Runs `requests` to completion on `exec`: the step loop every backend shares.
+/// Runs `requests` to completion on `exec`: the step loop every backend shares, timed by
+/// `clock`.
 #[expect(
     clippy::too_many_arguments,
     reason = "the Engine::run arguments plus the engine's static state, passed straight through"
@@ -89,9 +95,10 @@ pub fn run(
     requests: &[EngineRequest],
     load: &LoadSpec,
     options: &RunOptions,
+    clock: Clock,
     progress: &mut dyn FnMut(&EngineEvent),
 ) -> Result<RunOutput, EngineError> {
-    let mut state = RunState::new(knobs, limits, vocab, requests, load)?;
+    let mut state = RunState::new(knobs, limits, vocab, requests, load, clock)?;
     while state.finished < requests.len() {
         // A stop (Ctrl-C, time budget) takes effect before the next step, not at the end of the
         // run: a long run at high concurrency would otherwise keep the user waiting for minutes.
@@ -111,12 +118,15 @@ pub fn run(
             break;
         }
         if state.running.is_empty() && state.waiting.is_empty() {
-            // Open loop with nothing to do: wait for the next arrival, in short slices so a
-            // cancellation is noticed promptly.
-            let wait = state
-                .arrival_at(state.next_arrival)
-                .saturating_sub(state.now());
-            std::thread::sleep(Duration::from_nanos(wait.min(20_000_000)));
+            // Open loop with nothing to do: wait for the next arrival (a modelled clock jumps
+            // there), in short slices so a cancellation is noticed promptly.
+            let next = state.arrival_at(state.next_arrival);
+            if state.clock.is_modelled() {
+                state.clock.jump_to(next);
+            } else {
+                let wait = next.saturating_sub(state.now());
+                std::thread::sleep(Duration::from_nanos(wait.min(20_000_000)));
+            }
             continue;
         }
         state.step(exec, options.record_steps, progress)?;
@@ -133,7 +143,7 @@ struct RunState<'a> {
     load: &'a LoadSpec,
     /// Closed-loop concurrency; `None` for open loop.
     concurrency: Option<usize>,
-    start: Instant,
+    clock: Clock,
     pool: BlockPool,
     tracks: Vec<Track>,
     outputs: Vec<Vec<u32>>,
@@ -156,6 +166,7 @@ impl<'a> RunState<'a> {
         vocab: usize,
         requests: &'a [EngineRequest],
         load: &'a LoadSpec,
+        clock: Clock,
     ) -> Result<Self, EngineError> {
         let n = requests.len();
         let concurrency = match load {
@@ -182,7 +193,7 @@ impl<'a> RunState<'a> {
             requests,
             load,
             concurrency,
-            start: Instant::now(),
+            clock,
             pool: BlockPool::new(limits.pool_blocks, knobs.prefix_cache),
             tracks: (0..n).map(|_| Track::default()).collect(),
             outputs: vec![Vec::new(); n],
@@ -200,7 +211,7 @@ impl<'a> RunState<'a> {
     }
 
     fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        self.clock.now()
     }
 
     fn arrival_at(&self, i: usize) -> u64 {
@@ -337,6 +348,7 @@ impl<'a> RunState<'a> {
         let step = compose(self.knobs, self.vocab, self.requests, &self.running);
         let fwd: Vec<_> = step.calls.iter().map(|(call, _)| call.clone()).collect();
         let results = exec.execute(&fwd)?;
+        self.clock.step_done(&fwd, &results);
         let t_done = self.now();
         let mut stats = FwdStats::default();
         let mut new_tokens = 0usize;
