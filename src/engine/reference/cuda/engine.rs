@@ -154,9 +154,16 @@ impl Engine for CudaEngine {
             ..
         } = self;
         let vocab = spec.vocab_size;
+        // The same clock as the CPU engine: wall time, or the modelled clock of the counted work
+        // (its constants are the CPU's; on a GPU `wall` is the one that measures the device).
+        let clock = scheduler::clock::Clock::start(
+            spec,
+            &spec.clock,
+            scheduler::clock::noise_stream(options.repeat, options.phase),
+        );
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             scheduler::run(
-                knobs, *limits, vocab, exec, requests, load, options, progress,
+                knobs, *limits, vocab, exec, requests, load, options, clock, progress,
             )
         }));
         match outcome {
