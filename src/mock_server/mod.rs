@@ -18,6 +18,8 @@
 //! through the stream), `malformed` (a non-JSON chunk half-way), `stall` (nothing more is sent
 //! half-way, the connection is held open until the client gives up).
 
+pub mod precise;
+
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -132,6 +134,8 @@ struct State {
     arrivals: AtomicU64,
     active: AtomicU64,
     request_log: Option<Mutex<std::fs::File>>,
+    /// Serves first-token deadlines with sub-millisecond precision ([`precise`]).
+    first_token_timer: precise::PreciseTimer,
 }
 
 /// Run the server until the process is killed. `on_bound` gets the bound address.
@@ -171,6 +175,7 @@ pub fn serve(cfg: MockConfig, on_bound: impl FnOnce(SocketAddr)) -> io::Result<(
             arrivals: AtomicU64::new(0),
             active: AtomicU64::new(0),
             request_log,
+            first_token_timer: precise::PreciseTimer::start()?,
         });
         loop {
             let (sock, _) = listener.accept().await?;
@@ -519,7 +524,11 @@ async fn stream_tokens(
                 _ => {}
             }
         }
-        tokio::time::sleep_until(due).await;
+        if sent == 0 {
+            state.first_token_timer.sleep_until(due.into_std()).await;
+        } else {
+            tokio::time::sleep_until(due).await;
+        }
         if n == per_chunk {
             w.write_all(&full_frame).await?;
         } else {
