@@ -26,6 +26,7 @@ use crate::results::{
 };
 
 pub mod observer;
+pub mod rerun;
 pub mod rounds;
 pub mod source;
 
@@ -87,6 +88,12 @@ pub struct ExecuteSummary {
     pub pending: usize,
     /// Cells a resume found incomplete (corrupt or truncated files) and ran again.
     pub rerun_corrupt: usize,
+    /// Flagged repeats measured again (`--rerun-noisy`).
+    pub remeasured: usize,
+    /// Re-measurements whose engine failed (the originals are kept).
+    pub rerun_failed: usize,
+    /// Re-measurements left for a `--resume` (Ctrl-C or the time budget).
+    pub reruns_pending: usize,
 }
 
 /// Where and what to run: the run directory, the plan and the resolved run settings.
@@ -164,6 +171,18 @@ pub fn execute(
             planned_source = PlannedCells::new(planned, target.run.repeats);
             &mut planned_source
         }
+    };
+    let limit = manifest
+        .schedule
+        .as_ref()
+        .and_then(|s| s.rerun_noisy)
+        .unwrap_or(0);
+    let mut with_reruns;
+    let source: &mut dyn CellSource = if limit > 0 {
+        with_reruns = rerun::WithReruns::new(source, limit);
+        &mut with_reruns
+    } else {
+        source
     };
     run_units(
         target,
@@ -255,7 +274,16 @@ pub fn run_units(
     let mut on_disk = dir.completed_cell_keys()?;
     let mut measured: BTreeMap<String, CellMeasurement> = BTreeMap::new();
     let mut unit_durations: Vec<Duration> = Vec::new();
-    while let Some(unit) = source.next_unit() {
+    // Set once the source runs dry or hands out its first re-measurement with no Ctrl-C before:
+    // the run's own units all ran, so cells measured as much as the source intends can be
+    // promoted (an interrupted last unit leaves its cell `partial`).
+    let mut main_done = false;
+    loop {
+        let Some(unit) = source.next_unit() else {
+            main_done |= !summary.interrupted;
+            break;
+        };
+        main_done |= unit.rerun && !summary.interrupted;
         let cell = &unit.cell;
         let key = cell.key.as_str();
         if !manifest.cells.iter().any(|e| e.key == key) {
@@ -263,7 +291,15 @@ pub fn run_units(
             dir.write_manifest(manifest)?;
         }
         if let Some(have) = repeats_on_disk(dir, &on_disk, &measured, key)? {
-            if unit.covered_by(&have.iter().map(|r| r.repeat).collect::<Vec<_>>()) {
+            if unit.rerun
+                && have
+                    .iter()
+                    .any(|r| r.repeat == unit.first_repeat && r.superseded.is_some())
+            {
+                // Re-measured already (never handed out twice; kept for safety).
+                continue;
+            }
+            if !unit.rerun && unit.covered_by(&have.iter().map(|r| r.repeat).collect::<Vec<_>>()) {
                 let status = measured_status(have.len(), run.repeats);
                 manifest.set_status(key, status, None);
                 manifest.set_repeats(key, have.len() as u32, run.repeats);
@@ -293,6 +329,11 @@ pub fn run_units(
             // A stop between cells leaves the rest pending; it is still an interruption.
             summary.interrupted |= stopped;
             summary.budget_exhausted |= over_budget;
+            if unit.rerun {
+                // Only re-measurements are left: every cell is measured; a resume makes them.
+                summary.reruns_pending += 1 + source.drain_remaining().len();
+                break;
+            }
             summary.pending += 1;
             for rest in source.drain_remaining() {
                 let have = repeats_on_disk(dir, &on_disk, &measured, &rest.cell.key)?;
@@ -343,10 +384,28 @@ pub fn run_units(
                 None => None,
             },
         };
-        match outcome {
-            CellOutcome::Completed(m) => {
+        // The flagged original a re-measurement replaces.
+        let original: Option<RepeatSummary> = unit
+            .rerun
+            .then(|| {
+                earlier.as_ref().and_then(|e| {
+                    e.repeats
+                        .iter()
+                        .find(|r| r.summary.repeat == unit.first_repeat)
+                        .map(|r| r.summary.clone())
+                })
+            })
+            .flatten();
+        match (outcome, original.as_ref()) {
+            (CellOutcome::Completed(m), _) => {
                 let had_earlier = earlier.is_some();
-                let m = merge_repeats(earlier, *m);
+                let mut m = *m;
+                if let Some(original) = &original {
+                    for r in &mut m.repeats {
+                        r.summary.superseded = Some(Box::new(original.clone()));
+                    }
+                }
+                let m = merge_repeats(earlier, m);
                 let mut stats = StatsFile::new(plan, cell, run, &m);
                 stats.workload.repeats = m.repeats.len() as u32;
                 let files = CellFiles {
@@ -374,19 +433,34 @@ pub fn run_units(
                 // its cells at the end of the loop.
                 let done = m.repeats.len() as u32;
                 let status = measured_status(m.repeats.len(), run.repeats);
-                progress.cell_finished(
-                    &cell.name,
-                    status,
-                    &format!(
-                        "{tps:.1} output tok/s{}{}",
-                        if status == CellStatus::Partial {
-                            format!(" ({done}/{} repeats)", run.repeats)
-                        } else {
-                            String::new()
-                        },
-                        drift_note(&m.engine)
-                    ),
-                );
+                if let Some(original) = &original {
+                    let new = m
+                        .repeats
+                        .iter()
+                        .find(|r| r.summary.repeat == unit.first_repeat)
+                        .map(|r| &r.summary);
+                    let rec = rerun::record(&unit, original, new, None);
+                    progress.note(&rerun::note(&rec));
+                    rerun::push(dir, manifest, rec)?;
+                    summary.remeasured += 1;
+                }
+                let rerun_only = original.is_some();
+                if !rerun_only {
+                    progress.cell_finished(
+                        &cell.name,
+                        status,
+                        &format!(
+                            "{tps:.1} output tok/s{}{}",
+                            if status == CellStatus::Partial {
+                                format!(" ({done}/{} repeats)", run.repeats)
+                            } else {
+                                String::new()
+                            },
+                            drift_note(&m.engine)
+                        ),
+                    );
+                    summary.completed += 1;
+                }
                 manifest.set_status(key, status, None);
                 manifest.set_repeats(key, done, run.repeats);
                 dir.record_status(&StatusLine {
@@ -396,7 +470,6 @@ pub fn run_units(
                     engine: first_engine,
                     repeats: Some((done, run.repeats)),
                 })?;
-                summary.completed += 1;
                 on_disk.insert(key.to_string(), cell.name.clone());
                 let summaries: Vec<RepeatSummary> =
                     m.repeats.iter().map(|r| r.summary.clone()).collect();
@@ -409,7 +482,31 @@ pub fn run_units(
                     },
                 );
             }
-            CellOutcome::Failed { reason } => {
+            (CellOutcome::Failed { reason }, Some(original)) => {
+                // A failed re-measurement keeps the original; the cell stays as it was.
+                if let Some(m) = earlier {
+                    measured.insert(key.to_string(), m);
+                }
+                let rec = rerun::record(&unit, original, None, Some(reason.clone()));
+                progress.note(&rerun::note(&rec));
+                rerun::push(dir, manifest, rec)?;
+                summary.rerun_failed += 1;
+                source.finished(&unit, UnitOutcome::Failed { reason: &reason });
+            }
+            (CellOutcome::Interrupted, Some(_)) => {
+                if let Some(m) = earlier {
+                    measured.insert(key.to_string(), m);
+                }
+                progress.note(&format!(
+                    "{}: re-measurement of repeat {} stopped by Ctrl-C; the original is kept (continue with --resume)",
+                    cell.name,
+                    unit.first_repeat + 1
+                ));
+                summary.interrupted = true;
+                summary.reruns_pending += 1 + source.drain_remaining().len();
+                source.finished(&unit, UnitOutcome::Interrupted);
+            }
+            (CellOutcome::Failed { reason }, None) => {
                 // A cell with measured repeats keeps them: only a cell without any gets the
                 // directory of a failed attempt.
                 match earlier {
@@ -433,7 +530,7 @@ pub fn run_units(
                 summary.failed += 1;
                 source.finished(&unit, UnitOutcome::Failed { reason: &reason });
             }
-            CellOutcome::Interrupted => {
+            (CellOutcome::Interrupted, None) => {
                 // A cell with repeats from earlier rounds keeps them and says so (`partial`,
                 // with its stats.json); only a cell without any is `interrupted`.
                 let status = if let Some(m) = earlier {
@@ -458,8 +555,10 @@ pub fn run_units(
         }
         unit_durations.push(unit_started.elapsed());
     }
-    if !summary.interrupted && !summary.budget_exhausted {
+    if main_done && !summary.interrupted && !summary.budget_exhausted {
         manifest.finished_at = Some(now_rfc3339());
+    }
+    if main_done {
         // The source handed out every unit it meant to: a cell with fewer repeats than planned
         // was measured as much as this run intends (adaptive rounds stopped, a tuner's choice).
         for c in &mut manifest.cells {

@@ -80,6 +80,12 @@ pub struct Choices {
     /// `--repeats auto[:MAX]`: `run.repeats` is MAX and rounds stop early once the tie set of
     /// the best cell is stable (interleaved order only).
     pub auto_repeats: bool,
+    /// `--rerun-noisy N`: re-measure at most N flagged repeats after the last round (a resume
+    /// may set or change it; `None` keeps the run's).
+    pub rerun_noisy: Option<u32>,
+    /// `--noise-thresholds`: the monitor's flag thresholds (`None`: the defaults, or on a
+    /// resume the ones the run recorded).
+    pub noise_thresholds: Option<crate::noise::Thresholds>,
 }
 
 /// Everything validated and planned, before anything runs.
@@ -590,6 +596,11 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
         let order = effective_order(&choices, &prepared);
         let mut listing = report::dry_run_listing(&to_run, &skipped, estimate);
         listing.push_str(&order_cost(order, to_run.len(), prepared.run.repeats));
+        if let Some(n) = choices.rerun_noisy.filter(|n| *n > 0) {
+            listing.push_str(&format!(
+                "--rerun-noisy {n}: after the last round, up to {n} flagged repeat(s) are measured again (one engine start each)\n"
+            ));
+        }
         return Ok((prepared, Outcome::DryRun(listing)));
     }
     let preset_info = PresetInfo::new(
@@ -599,7 +610,7 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
     );
     let identity = identity_of(&choices, &prepared);
     let (dir, _lock, mut manifest) = match resumed {
-        Some((dir, lock, manifest)) => {
+        Some((dir, lock, mut manifest)) => {
             manifest.check_resumable(
                 &dir.root,
                 &preset_info,
@@ -622,6 +633,18 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
                         recorded.as_str()
                     ),
                 }));
+            }
+            // `--rerun-noisy` on a resume sets the run's limit (it counts every re-measurement
+            // of the run, so raising it on a finished run re-measures more).
+            if let (Some(n), Some(s)) = (choices.rerun_noisy, manifest.schedule.as_mut()) {
+                s.rerun_noisy = (n > 0).then_some(n);
+            } else if choices.rerun_noisy.is_some_and(|n| n > 0) {
+                let mut s = Schedule::new(Order::Sequential, &[], 0, prepared.run.seed);
+                s.rerun_noisy = choices.rerun_noisy;
+                manifest.schedule = Some(s);
+            }
+            if choices.noise_thresholds.is_some() {
+                manifest.noise_thresholds = choices.noise_thresholds;
             }
             (dir, lock, manifest)
         }
@@ -651,7 +674,9 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
             let mut schedule =
                 Schedule::new(order, &cells, prepared.run.repeats, prepared.run.seed);
             schedule.auto_repeats = choices.auto_repeats;
+            schedule.rerun_noisy = choices.rerun_noisy.filter(|n| *n > 0);
             manifest.schedule = Some(schedule);
+            manifest.noise_thresholds = choices.noise_thresholds;
             let (dir, lock) = RunDir::create_with_manifest(&choices.out, &manifest)?;
             (dir, lock, manifest)
         }
@@ -663,6 +688,12 @@ pub fn run(choices: &Choices, stop: &Cancel) -> Result<(Prepared, Outcome), Erro
         }
         _ => manifest.cells.len(),
     };
+    // The thresholds the manifest records are the ones every repeat of this invocation uses.
+    crate::noise::set_global_thresholds(
+        manifest
+            .noise_thresholds
+            .unwrap_or(crate::noise::Thresholds::DEFAULT),
+    );
     let mut progress = SweepProgress::new(units, choices.quiet);
     let mut backend =
         ReferenceBackend::new(&prepared).in_run_dir(&dir.root, &manifest.run_id, stop);

@@ -175,6 +175,12 @@ pub fn finish(outcome: Outcome, format: Format) -> Result<i32, Error> {
                     "interrupted: finish the remaining cells with `ferrum-bench sweep --resume {}`",
                     ran.dir.display()
                 );
+            } else if ran.summary.budget_exhausted && ran.summary.pending == 0 {
+                eprintln!(
+                    "time budget reached: every cell is measured, {} re-measurement(s) of flagged repeats left; continue with `ferrum-bench sweep --resume {}`",
+                    ran.summary.reruns_pending,
+                    ran.dir.display()
+                );
             } else if ran.summary.budget_exhausted {
                 eprintln!(
                     "time budget reached: {} cell(s) left; continue with `ferrum-bench sweep --resume {}`",
@@ -184,6 +190,17 @@ pub fn finish(outcome: Outcome, format: Format) -> Result<i32, Error> {
             } else if ran.summary.completed + ran.summary.already_complete == 0 {
                 eprintln!(
                     "nothing measured: no cell completed (see the reasons above); exit code 5"
+                );
+            }
+            if ran.summary.remeasured + ran.summary.rerun_failed > 0 {
+                eprintln!(
+                    "--rerun-noisy: {} flagged repeat(s) re-measured{} (manifest.json schedule.reruns; originals in stats.json repeats[i].superseded)",
+                    ran.summary.remeasured,
+                    if ran.summary.rerun_failed > 0 {
+                        format!(", {} failed and kept their originals", ran.summary.rerun_failed)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Ok(ran.exit_code())
@@ -243,6 +260,9 @@ fn json_report(ran: &Ran) -> String {
         "failed": ran.summary.failed,
         "interrupted": ran.summary.interrupted,
         "pending": ran.summary.pending,
+        "remeasured": ran.summary.remeasured,
+        "rerun_failed": ran.summary.rerun_failed,
+        "reruns_pending": ran.summary.reruns_pending,
         "ranking": ranking,
         "cells": cells,
     }))

@@ -36,6 +36,16 @@ pub struct Args {
     /// back to back). Default: interleaved, sequential for `[engine] kind = "server"`.
     #[arg(long, value_name = "ORDER", value_parser = parse_order)]
     order: Option<crate::execute::rounds::Order>,
+    /// After the last round, measure again up to N repeats the noise monitor flagged (most
+    /// flags first); each new measurement replaces its original in the statistics and the
+    /// original is kept in stats.json (`superseded`). With --resume: sets the run's limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::execute::rerun::MAX_RERUN_NOISY)))]
+    rerun_noisy: Option<u32>,
+    /// Change the noise monitor's flag thresholds: KEY=VALUE[,KEY=VALUE…] with keys steal_pct,
+    /// iowait_pct, other_cpu_pct, load_per_core, calibration_ratio, frequency_ratio,
+    /// gpu_clock_ratio (values 0 to 100; recorded in the manifest, reused by --resume).
+    #[arg(long, value_name = "KEY=VALUE,…", value_parser = parse_thresholds)]
+    noise_thresholds: Option<crate::noise::Thresholds>,
     /// Stop cleanly between cells once this much time is used: 90s, 10m, 1h.
     #[arg(long, value_parser = parse_budget)]
     time_budget: Option<std::time::Duration>,
@@ -61,6 +71,10 @@ fn parse_order(text: &str) -> Result<crate::execute::rounds::Order, String> {
     text.parse()
 }
 
+fn parse_thresholds(text: &str) -> Result<crate::noise::Thresholds, String> {
+    crate::noise::Thresholds::DEFAULT.with_overrides(text)
+}
+
 fn parse_budget(text: &str) -> Result<std::time::Duration, String> {
     parse_duration(text).map_err(|err| err.to_string())
 }
@@ -82,6 +96,8 @@ pub fn run(args: Args) -> Result<i32, Error> {
     choices.dry_run = args.dry_run;
     choices.time_budget = args.time_budget;
     choices.order = args.order;
+    choices.rerun_noisy = args.rerun_noisy;
+    choices.noise_thresholds = args.noise_thresholds;
     let stop = crate::sweep::install_ctrlc()
         .map_err(|err| Error::Usage(format!("cannot install the Ctrl-C handler: {err}")))?;
     let (_, outcome) = orchestrate::run(&choices, &stop)?;

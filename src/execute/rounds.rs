@@ -83,6 +83,13 @@ pub struct Schedule {
     /// changing ([`AdaptiveRounds`]); `rounds` then lists the orders of up to MAX rounds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_repeats: bool,
+    /// `--rerun-noisy N`: after the last round, at most N repeats the noise monitor flagged are
+    /// measured again, in all (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_noisy: Option<u32>,
+    /// Every re-measurement made, in the order it ran ([`super::rerun`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reruns: Vec<super::rerun::RerunRecord>,
 }
 
 impl Schedule {
@@ -105,6 +112,8 @@ impl Schedule {
             seed,
             rounds,
             auto_repeats: false,
+            rerun_noisy: None,
+            reruns: Vec::new(),
         }
     }
 }
@@ -136,6 +145,7 @@ pub fn interleaved_rounds(cells: &[&Cell], repeats: u32, seed: u64) -> PlannedCe
                 first_repeat: r,
                 repeats: 1,
                 round: Some(r),
+                rerun: false,
             })
     }))
 }
@@ -241,6 +251,7 @@ impl CellSource for AdaptiveRounds {
                     first_repeat: done,
                     repeats: 1,
                     round: Some(done),
+                    rerun: false,
                 });
             }
             self.started_rounds += 1;

@@ -21,6 +21,9 @@ pub struct WorkUnit {
     /// The schedule's round this unit belongs to, when the source works in rounds (recorded so
     /// a resume can tell finished rounds apart); `None` for whole-cell plans.
     pub round: Option<u32>,
+    /// A re-measurement of one repeat the noise monitor flagged (`--rerun-noisy`): that repeat
+    /// is on disk already; the new measurement replaces it and keeps it as `superseded`.
+    pub rerun: bool,
 }
 
 impl WorkUnit {
@@ -31,6 +34,7 @@ impl WorkUnit {
             first_repeat: 0,
             repeats,
             round: None,
+            rerun: false,
         }
     }
 
@@ -168,6 +172,7 @@ mod tests {
             first_repeat: 1,
             repeats: 2,
             round: Some(1),
+            rerun: false,
         };
         assert_eq!(u.end_repeat(), 3);
         assert!(u.covered_by(&[0, 1, 2]));

@@ -305,6 +305,7 @@ impl CellSource for Units {
             first_repeat: first,
             repeats: n,
             round: Some(first),
+            rerun: false,
         })
     }
 
@@ -495,4 +496,134 @@ fn interleaved_rounds_resume_mid_round_without_rerunning_a_finished_cell_round()
         .cells
         .iter()
         .all(|c| c.status == CellStatus::Completed));
+}
+
+/// Set the noise flags of every repeat on disk: `flagged(cell, repeat)` → flags.
+fn inject_flags(rd: &RunDir, flagged: &dyn Fn(&str, u64) -> Vec<&'static str>) {
+    for entry in std::fs::read_dir(rd.root.join("cells")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let path = dir.join("stats.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for r in v["repeats"].as_array_mut().unwrap() {
+            let i = r["repeat"].as_u64().unwrap();
+            r["noise"]["flags"] = serde_json::json!(flagged(&name, i));
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_failed_re_measurement_keeps_the_original_and_a_later_one_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rd, mut m, p, run) = setup(dir.path());
+    let started = Rc::new(RefCell::new(Vec::new()));
+    let target = SweepTarget {
+        dir: &rd,
+        plan: &p,
+        run: &run,
+    };
+    let mut b = Backend {
+        skip: "A=2",
+        fail: "none",
+        stop_at: None,
+        stop: None,
+        started: started.clone(),
+    };
+    let mut quiet = || SweepProgress::new(4, true);
+    execute(
+        target,
+        &mut m,
+        &mut b,
+        &Cancel::new(),
+        ExecuteOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    // Flag repeat 1 of A=1 twice (steal+load) and repeat 0 of A=4 once; nothing else.
+    inject_flags(
+        &rd,
+        &|name, r| match (name.contains("A=1"), name.contains("A=4"), r) {
+            (true, _, 1) => vec!["steal", "load"],
+            (_, true, 0) => vec!["steal"],
+            _ => vec![],
+        },
+    );
+    let mut schedule = crate::execute::rounds::Schedule::new(
+        crate::execute::rounds::Order::Sequential,
+        &[],
+        0,
+        run.seed,
+    );
+    schedule.rerun_noisy = Some(1);
+    m.schedule = Some(schedule);
+    let a1 = rd.read_stats("c2__A=1").unwrap();
+
+    // The engine of A=1 now fails: the one re-measurement allowed (most flags first: A=1
+    // repeat 1) fails, the original stays, the cell stays completed.
+    b.fail = "A=1";
+    started.borrow_mut().clear();
+    let s = execute(
+        target,
+        &mut m,
+        &mut b,
+        &Cancel::new(),
+        ExecuteOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    assert_eq!((s.remeasured, s.rerun_failed, s.completed), (0, 1, 0));
+    assert_eq!(s.exit_code(), 0, "the cells are intact");
+    assert_eq!(*started.borrow(), ["c2__A=1"]);
+    assert_eq!(rd.read_stats("c2__A=1").unwrap(), a1, "original kept");
+    let on_disk = rd.read_manifest().unwrap();
+    assert_eq!(on_disk.cells[0].status, CellStatus::Completed);
+    let reruns = &on_disk.schedule.as_ref().unwrap().reruns;
+    assert_eq!(reruns.len(), 1);
+    assert_eq!(reruns[0].outcome, super::rerun::RerunOutcome::Failed);
+    assert_eq!((reruns[0].cell.as_str(), reruns[0].repeat), ("c2__A=1", 1));
+    assert!(reruns[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("scripted failure"));
+
+    // A later invocation tries it again (a failure does not use up the limit) and succeeds.
+    b.fail = "none";
+    started.borrow_mut().clear();
+    let s = execute(
+        target,
+        &mut m,
+        &mut b,
+        &Cancel::new(),
+        ExecuteOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    assert_eq!((s.remeasured, s.rerun_failed), (1, 0));
+    assert_eq!(*started.borrow(), ["c2__A=1"]);
+    let after = rd.read_stats("c2__A=1").unwrap();
+    assert_eq!(after.repeats.len(), 2);
+    let original = after.repeats[1].superseded.as_deref().unwrap();
+    assert_eq!(original, &a1.repeats[1], "the flagged original, kept whole");
+    assert!(after.repeats[0].superseded.is_none());
+    assert_eq!(after.aggregate.remeasured_repeats, vec![1]);
+    assert_eq!(after.repeats[0], a1.repeats[0], "other repeats untouched");
+
+    // The limit (1) is used: nothing more runs, A=4's flagged repeat stays.
+    started.borrow_mut().clear();
+    let s = execute(
+        target,
+        &mut m,
+        &mut b,
+        &Cancel::new(),
+        ExecuteOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    assert_eq!(s.remeasured, 0);
+    assert!(started.borrow().is_empty());
 }

@@ -46,6 +46,10 @@ pub struct CellAggregate {
     /// Repeats the noise monitor flagged (indices), absent when none was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub noisy_repeats: Vec<u32>,
+    /// Repeats measured again by `--rerun-noisy` (indices; their flagged originals are in
+    /// `repeats[i].superseded`), absent when none was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remeasured_repeats: Vec<u32>,
 }
 
 /// Aggregate the repeats of a cell.
@@ -85,6 +89,11 @@ pub fn aggregate_repeats(repeats: &[RepeatSummary]) -> CellAggregate {
         noisy_repeats: repeats
             .iter()
             .filter(|r| r.noise.as_ref().is_some_and(|n| !n.flags.is_empty()))
+            .map(|r| r.repeat)
+            .collect(),
+        remeasured_repeats: repeats
+            .iter()
+            .filter(|r| r.superseded.is_some())
             .map(|r| r.repeat)
             .collect(),
     }

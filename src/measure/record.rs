@@ -153,6 +153,10 @@ pub struct RepeatSummary {
     /// repeats ran back to back, so cells share no rounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<u32>,
+    /// The flagged measurement this repeat replaced (`--rerun-noisy`), kept whole with its noise
+    /// readings; absent when the repeat was measured once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<Box<RepeatSummary>>,
 }
 
 /// Per-repeat identity handed to [`summarize`].
@@ -219,6 +223,7 @@ pub fn summarize(meta: RepeatMeta, records: &[RequestRecord], output: &RunOutput
         steady_window_s: None,
         noise: None,
         round: None,
+        superseded: None,
     }
 }
 

@@ -173,7 +173,8 @@ impl NoiseSample {
 }
 
 /// Flag thresholds (see the module table for why each value).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// Steal, % of CPU time.
     pub steal_pct: f64,
@@ -202,6 +203,44 @@ impl Thresholds {
         frequency_ratio: 0.9,
         gpu_clock_ratio: 0.9,
     };
+
+    /// The largest value any threshold may take (percentages stop at 100; a ratio of 100 or a
+    /// load of 100 per core already means "never flag").
+    pub const MAX_VALUE: f64 = 100.0;
+
+    /// These thresholds with `KEY=VALUE[,KEY=VALUE…]` applied (`--noise-thresholds`); keys are
+    /// the field names, values finite and in `0..=`[`Thresholds::MAX_VALUE`].
+    pub fn with_overrides(mut self, text: &str) -> Result<Thresholds, String> {
+        const KEYS: &str = "steal_pct, iowait_pct, other_cpu_pct, load_per_core, calibration_ratio, frequency_ratio, gpu_clock_ratio";
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not KEY=VALUE (keys: {KEYS})"))?;
+            let (key, value) = (key.trim(), value.trim());
+            let v: f64 = value
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && (0.0..=Self::MAX_VALUE).contains(v))
+                .ok_or_else(|| {
+                    format!(
+                        "`{key}={value}`: expected a number from 0 to {}",
+                        Self::MAX_VALUE
+                    )
+                })?;
+            let slot = match key {
+                "steal_pct" => &mut self.steal_pct,
+                "iowait_pct" => &mut self.iowait_pct,
+                "other_cpu_pct" => &mut self.other_cpu_pct,
+                "load_per_core" => &mut self.load_per_core,
+                "calibration_ratio" => &mut self.calibration_ratio,
+                "frequency_ratio" => &mut self.frequency_ratio,
+                "gpu_clock_ratio" => &mut self.gpu_clock_ratio,
+                other => return Err(format!("unknown threshold `{other}` (keys: {KEYS})")),
+            };
+            *slot = v;
+        }
+        Ok(self)
+    }
 }
 
 /// Samples repeats: [`NoiseMonitor::begin`] before a repeat (runs the calibration kernel, then
@@ -342,6 +381,15 @@ impl NoiseMonitor {
 pub fn global() -> &'static Mutex<NoiseMonitor> {
     static MONITOR: OnceLock<Mutex<NoiseMonitor>> = OnceLock::new();
     MONITOR.get_or_init(|| Mutex::new(NoiseMonitor::new(Box::new(ProcProbe), Thresholds::DEFAULT)))
+}
+
+/// Use `thresholds` for every repeat the process-wide monitor samples from now on
+/// (`--noise-thresholds`, or the ones a resumed run recorded).
+pub fn set_global_thresholds(thresholds: Thresholds) {
+    let mut m = global()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    m.thresholds = thresholds;
 }
 
 #[cfg(test)]
@@ -540,5 +588,50 @@ mod tests {
         );
         let json = serde_json::to_value(&s).unwrap();
         assert!(json["steal_pct"].is_null());
+    }
+
+    #[test]
+    fn threshold_overrides_parse_bound_and_name_the_bad_key() {
+        let t = Thresholds::DEFAULT
+            .with_overrides("steal_pct=10, calibration_ratio=1.5")
+            .unwrap();
+        assert_eq!((t.steal_pct, t.calibration_ratio), (10.0, 1.5));
+        assert_eq!(t.iowait_pct, Thresholds::DEFAULT.iowait_pct);
+        assert_eq!(
+            Thresholds::DEFAULT.with_overrides(""),
+            Ok(Thresholds::DEFAULT)
+        );
+        let err = |text: &str| Thresholds::DEFAULT.with_overrides(text).unwrap_err();
+        assert!(
+            err("steal=3").contains("unknown threshold `steal`"),
+            "{}",
+            err("steal=3")
+        );
+        assert!(err("steal_pct").contains("not KEY=VALUE"));
+        for bad in [
+            "steal_pct=-1",
+            "steal_pct=101",
+            "steal_pct=NaN",
+            "steal_pct=inf",
+            "steal_pct=x",
+        ] {
+            assert!(
+                err(bad).contains("expected a number from 0 to 100"),
+                "{bad}"
+            );
+        }
+        // 0 flags every calibrated repeat: the calibration always takes > 0 ms.
+        let mut m = NoiseMonitor::new(
+            Box::new(Script {
+                readings: VecDeque::new(),
+                calibrations: VecDeque::from(vec![3.0]),
+                cores: 2,
+            }),
+            Thresholds::DEFAULT
+                .with_overrides("calibration_ratio=0")
+                .unwrap(),
+        );
+        m.begin();
+        assert_eq!(m.end().flags, vec![NoiseFlag::SlowCalibration]);
     }
 }

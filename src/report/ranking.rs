@@ -71,16 +71,31 @@ pub fn p_text(p: Option<f64>) -> String {
     }
 }
 
-/// `2/3 (load)` style text of a cell's flagged repeats, empty when none was flagged or the
-/// repeats carry no noise readings.
+/// `2/3 (load)` style text of a cell's flagged repeats, with ` ↻N` when `--rerun-noisy`
+/// re-measured N of them; empty when none was flagged or re-measured, or the repeats carry no
+/// noise readings.
 pub fn noise_text(stats: &StatsFile) -> String {
     let flagged: Vec<&crate::measure::RepeatSummary> = stats
         .repeats
         .iter()
         .filter(|r| r.noise.as_ref().is_some_and(|n| !n.flags.is_empty()))
         .collect();
+    let remeasured = stats
+        .repeats
+        .iter()
+        .filter(|r| r.superseded.is_some())
+        .count();
+    let rerun = if remeasured > 0 {
+        format!(" ↻{remeasured}")
+    } else {
+        String::new()
+    };
     if flagged.is_empty() {
-        return String::new();
+        return if remeasured > 0 {
+            format!("0/{}{rerun}", stats.repeats.len())
+        } else {
+            String::new()
+        };
     }
     let mut kinds: Vec<crate::noise::NoiseFlag> = flagged
         .iter()
@@ -90,7 +105,7 @@ pub fn noise_text(stats: &StatsFile) -> String {
     kinds.sort();
     kinds.dedup();
     format!(
-        "{}/{} ({})",
+        "{}/{} ({}){rerun}",
         flagged.len(),
         stats.repeats.len(),
         kinds

@@ -295,7 +295,7 @@ fn table_rows(rows: &[SummaryRow]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
 }
 
 /// Legend under the ranked table.
-const TIE_NOTE: &str = "★ highest P(best) (seeded bootstrap over rounds); ≈★ its tie set: not distinguishable from ★ (p ≥ 0.05 or the change CI reaches within ±3 %; paired test over interleaved rounds, else Welch; needs ≥ 3 repeats); steady = output tok/s while all C slots are busy (whole-run output tok/s ranks); noise = repeats the noise monitor flagged\n";
+const TIE_NOTE: &str = "★ highest P(best) (seeded bootstrap over rounds); ≈★ its tie set: not distinguishable from ★ (p ≥ 0.05 or the change CI reaches within ±3 %; paired test over interleaved rounds, else Welch; needs ≥ 3 repeats); steady = output tok/s while all C slots are busy (whole-run output tok/s ranks); noise = repeats the noise monitor flagged (↻N: N re-measured by --rerun-noisy)\n";
 
 /// The sentence under the table: the winner, or why there is none.
 fn verdict_text(rows: &[SummaryRow]) -> String {

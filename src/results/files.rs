@@ -57,6 +57,10 @@ pub struct Manifest {
     /// interleaving existed: those ran sequentially).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<crate::execute::rounds::Schedule>,
+    /// The noise monitor's flag thresholds when `--noise-thresholds` changed them (absent: the
+    /// documented defaults, as in every manifest written before the flag existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_thresholds: Option<crate::noise::Thresholds>,
 }
 
 /// A lookup cache from cell key to its position in [`Manifest::cells`]. It is a cache, not

@@ -548,6 +548,7 @@ impl Manifest {
             identity: None,
             cell_index: Default::default(),
             schedule: None,
+            noise_thresholds: None,
         }
     }
 

@@ -176,6 +176,7 @@ impl CellSource for TunerSource {
                 first_repeat,
                 repeats,
                 round: None,
+                rerun: false,
             });
         }
     }

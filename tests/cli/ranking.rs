@@ -122,3 +122,120 @@ fn sequential_order_dry_run_cost_and_resume_refuses_another_order() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected interleaved or sequential"));
 }
+
+/// Flags made deterministic: `calibration_ratio=0` flags every repeat (`slow_calibration`: the
+/// calibration kernel always takes > 0 ms) and no other reading can flag.
+const THRESHOLDS: &str = "calibration_ratio=0,steal_pct=100,iowait_pct=100,other_cpu_pct=100,load_per_core=100,frequency_ratio=0,gpu_clock_ratio=0";
+
+/// `--rerun-noisy` on deterministic flags (see [`THRESHOLDS`]).
+#[test]
+fn rerun_noisy_remeasures_flagged_repeats_keeps_the_originals_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sweep(
+        dir.path(),
+        &["--noise-thresholds", THRESHOLDS, "--rerun-noisy", "4"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("--rerun-noisy: 4 flagged repeat(s) re-measured"),
+        "{err}"
+    );
+    let run = run_dir(&dir.path().join("r"));
+    let manifest = json(&run.join("manifest.json"));
+    assert_eq!(manifest["noise_thresholds"]["calibration_ratio"], 0.0);
+    assert_eq!(manifest["schedule"]["rerun_noisy"], 4);
+    let first_round: Vec<String> = manifest["schedule"]["rounds"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let reruns = |m: &serde_json::Value| -> Vec<(String, u64)> {
+        m["schedule"]["reruns"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        assert_eq!(r["outcome"], "remeasured", "{r}");
+                        assert_eq!(r["flags_before"][0], "slow_calibration", "{r}");
+                        assert!(r["output_tokens_per_s_after"].as_f64().unwrap() > 0.0);
+                        (
+                            r["cell"].as_str().unwrap().to_string(),
+                            r["repeat"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // One flag each: the earliest repeats first, cells in the order the run met them.
+    let expected: Vec<(String, u64)> = vec![
+        (first_round[0].clone(), 0),
+        (first_round[1].clone(), 0),
+        (first_round[2].clone(), 0),
+        (first_round[0].clone(), 1),
+    ];
+    assert_eq!(reruns(&manifest), expected);
+    let stats = json(&run.join("cells").join(&first_round[0]).join("stats.json"));
+    let repeats = stats["repeats"].as_array().unwrap();
+    assert_eq!(repeats.len(), 3, "a re-measurement replaces, never adds");
+    for (i, r) in repeats.iter().enumerate() {
+        let original = &r["superseded"];
+        assert_eq!(!original.is_null(), i < 2, "repeat {i}: {r}");
+        if i < 2 {
+            assert_eq!(original["repeat"], i);
+            assert_eq!(original["seed"], r["seed"], "the same repeat: same prompts");
+            assert_eq!(original["round"], r["round"]);
+            assert_eq!(original["noise"]["flags"][0], "slow_calibration");
+        }
+    }
+    assert_eq!(
+        stats["aggregate"]["remeasured_repeats"],
+        serde_json::json!([0, 1])
+    );
+    let summary = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    assert!(summary.contains("3/3 (slow_calibration) ↻2"), "{summary}");
+
+    // A resume raising the limit re-measures the next ones on the same list, nothing twice; the
+    // recorded thresholds are reused.
+    let resume = |extra: &[&str]| {
+        bin()
+            .args(["sweep", "--resume"])
+            .arg(&run)
+            .args(["--quiet", "--no-report"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = resume(&["--rerun-noisy", "6"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = json(&run.join("manifest.json"));
+    let mut expected6 = expected.clone();
+    expected6.push((first_round[1].clone(), 1));
+    expected6.push((first_round[2].clone(), 1));
+    assert_eq!(reruns(&manifest), expected6);
+    assert_eq!(manifest["schedule"]["rerun_noisy"], 6);
+    let out = resume(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        reruns(&json(&run.join("manifest.json"))),
+        expected6,
+        "limit reached"
+    );
+
+    // Bounds and bad values: exit 2 with the key named.
+    let out = sweep(dir.path(), &["--rerun-noisy", "10001"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = sweep(dir.path(), &["--noise-thresholds", "steal=3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown threshold `steal`"));
+    let out = sweep(dir.path(), &["--noise-thresholds", "steal_pct=200"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a number from 0 to 100"));
+}

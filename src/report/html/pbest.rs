@@ -98,6 +98,7 @@ fn noise_table(out: &mut String, done: &[(&str, &StatsFile)]) {
         out.push_str("<p class=\"note\">No noise readings (results written before the noise monitor existed).</p>");
         return;
     }
+    rerun_table(out, done);
     if flagged.is_empty() {
         out.push_str("<p class=\"note\">The noise monitor flagged no repeat.</p>");
         return;
@@ -119,6 +120,51 @@ fn noise_table(out: &mut String, done: &[(&str, &StatsFile)]) {
             opt(n.calibration_ms, 2),
             opt(n.calibration_best_ms, 2),
             r.output_tokens_per_s
+        );
+    }
+    out.push_str("</tbody></table>");
+}
+
+/// Every repeat `--rerun-noisy` measured again: the flagged original beside its replacement.
+fn rerun_table(out: &mut String, done: &[(&str, &StatsFile)]) {
+    let reruns: Vec<(
+        &str,
+        &crate::measure::RepeatSummary,
+        &crate::measure::RepeatSummary,
+    )> = done
+        .iter()
+        .flat_map(|(name, s)| {
+            s.repeats
+                .iter()
+                .filter_map(move |r| Some((*name, r.superseded.as_deref()?, r)))
+        })
+        .collect();
+    if reruns.is_empty() {
+        return;
+    }
+    let flags = |r: &crate::measure::RepeatSummary| {
+        r.noise.as_ref().map_or_else(
+            || "–".to_string(),
+            |n| {
+                if n.flags.is_empty() {
+                    "none".to_string()
+                } else {
+                    n.flag_text()
+                }
+            },
+        )
+    };
+    out.push_str("<h3>Repeats measured again (--rerun-noisy)</h3><p class=\"note\">The new measurement replaces the flagged one in every statistic; the original stays in stats.json (<code>repeats[i].superseded</code>).</p><table class=\"noise\"><thead><tr><th>cell</th><th>repeat</th><th>flags before</th><th>output tok/s before</th><th>flags after</th><th>output tok/s after</th></tr></thead><tbody>");
+    for (name, before, after) in reruns {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{:.1}</td><td>{}</td><td class=\"num\">{:.1}</td></tr>",
+            esc(name),
+            after.repeat + 1,
+            esc(&flags(before)),
+            before.output_tokens_per_s,
+            esc(&flags(after)),
+            after.output_tokens_per_s
         );
     }
     out.push_str("</tbody></table>");
