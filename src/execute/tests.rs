@@ -533,7 +533,7 @@ fn a_failed_re_measurement_keeps_the_original_and_a_later_one_replaces_it() {
         stop: None,
         started: started.clone(),
     };
-    let mut quiet = || SweepProgress::new(4, true);
+    let quiet = || SweepProgress::new(4, true);
     execute(
         target,
         &mut m,
