@@ -305,6 +305,7 @@ pub fn run_units(
                 manifest.set_repeats(key, have.len() as u32, run.repeats);
                 summary.already_complete += 1;
                 progress.cell_finished(&cell.name, status, "(already complete)");
+                rerun::reconcile(dir, manifest, &unit, &have)?;
                 source.finished(
                     &unit,
                     UnitOutcome::Measured {

@@ -246,6 +246,46 @@ pub fn push(dir: &RunDir, manifest: &mut Manifest, rec: RerunRecord) -> Result<(
     dir.write_manifest(manifest)
 }
 
+/// A resume found `have` (a cell's repeats on disk): a re-measured repeat the manifest does not
+/// list (the process died between writing the cell and the manifest) is recorded now, from the
+/// cell's own files, so the manifest lists every re-measurement the results contain.
+pub fn reconcile(
+    dir: &RunDir,
+    manifest: &mut Manifest,
+    unit: &WorkUnit,
+    have: &[RepeatSummary],
+) -> Result<(), ResultsError> {
+    let Some(schedule) = &manifest.schedule else {
+        return Ok(());
+    };
+    let missing: Vec<RerunRecord> = have
+        .iter()
+        .filter_map(|r| {
+            let original = r.superseded.as_deref()?;
+            let listed = schedule.reruns.iter().any(|x| {
+                x.cell == unit.cell.name
+                    && x.repeat == r.repeat
+                    && x.outcome == RerunOutcome::Remeasured
+            });
+            let unit = WorkUnit {
+                cell: unit.cell.clone(),
+                first_repeat: r.repeat,
+                repeats: 1,
+                round: r.round,
+                rerun: true,
+            };
+            (!listed).then(|| record(&unit, original, Some(r), None))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if let Some(s) = &mut manifest.schedule {
+        s.reruns.extend(missing);
+    }
+    dir.write_manifest(manifest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -613,7 +613,14 @@ fn a_failed_re_measurement_keeps_the_original_and_a_later_one_replaces_it() {
     assert_eq!(after.aggregate.remeasured_repeats, vec![1]);
     assert_eq!(after.repeats[0], a1.repeats[0], "other repeats untouched");
 
-    // The limit (1) is used: nothing more runs, A=4's flagged repeat stays.
+    // The limit (1) is used: nothing more runs, A=4's flagged repeat stays. A manifest that
+    // lost the record (the process died between the cell and the manifest) gets it back from
+    // the cell's files.
+    m.schedule
+        .as_mut()
+        .unwrap()
+        .reruns
+        .retain(|r| r.outcome == super::rerun::RerunOutcome::Failed);
     started.borrow_mut().clear();
     let s = execute(
         target,
@@ -626,4 +633,16 @@ fn a_failed_re_measurement_keeps_the_original_and_a_later_one_replaces_it() {
     .unwrap();
     assert_eq!(s.remeasured, 0);
     assert!(started.borrow().is_empty());
+    let reruns = rd.read_manifest().unwrap().schedule.unwrap().reruns;
+    assert_eq!(reruns.len(), 2, "{reruns:?}");
+    let back = &reruns[1];
+    assert_eq!(back.outcome, super::rerun::RerunOutcome::Remeasured);
+    assert_eq!((back.cell.as_str(), back.repeat), ("c2__A=1", 1));
+    assert_eq!(
+        back.flags_before,
+        [
+            crate::noise::NoiseFlag::Steal,
+            crate::noise::NoiseFlag::Load
+        ]
+    );
 }
