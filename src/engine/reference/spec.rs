@@ -221,7 +221,9 @@ fn cuda_devices(list: &[i64], device: Option<&str>) -> Result<Vec<usize>, Engine
         )))
     };
     if device == Some("cpu") {
-        return bad("it does not apply to device = \"cpu\": remove it or set device = \"cuda\"".into());
+        return bad(
+            "it does not apply to device = \"cpu\": remove it or set device = \"cuda\"".into(),
+        );
     }
     if list.is_empty() || list.len() > 2 {
         return bad(format!(

@@ -90,7 +90,9 @@ impl CudaEngine {
         let sampling = Sampling::from_readback_path(&knobs.sampling_readback_path);
         let (mut execs, mut gpu_names, mut arches) = (Vec::new(), Vec::new(), Vec::new());
         for (st, gpu) in stages.iter().zip(gpus.iter_mut()) {
-            let gpu = gpu.take().ok_or_else(|| EngineError::Fault("device reused".into()))?;
+            let gpu = gpu
+                .take()
+                .ok_or_else(|| EngineError::Fault("device reused".into()))?;
             arches.push(gpu.dev.arch.clone());
             gpu_names.push(
                 probe
@@ -188,7 +190,10 @@ impl Engine for CudaEngine {
         put("weight_bytes", json!(weights));
         let total = |f: fn(&Stage) -> u64| self.stages.iter().map(f).sum::<u64>();
         put("device_kv_bytes", json!(total(|s| s.memory.kv)));
-        put("device_workspace_bytes", json!(total(|s| s.memory.workspace)));
+        put(
+            "device_workspace_bytes",
+            json!(total(|s| s.memory.workspace)),
+        );
         put("cuda_stages", self.stage_details());
         put("cuda_device_mapping", json!(self.device_note));
         put("kv_capacity_tokens", json!(self.limits.kv_capacity));

@@ -13,7 +13,9 @@
 
 use super::executor::CudaExecutor;
 use super::gpu::Gpu;
-use super::gpu_parity::{call, compare, gpu, prompts, spec, BLOCKS_PER_SEQ, MAX_FLIPS, SEQS, STEPS};
+use super::gpu_parity::{
+    call, compare, gpu, prompts, spec, BLOCKS_PER_SEQ, MAX_FLIPS, SEQS, STEPS,
+};
 use super::split::with_split;
 use super::stages::plan_stages;
 use crate::engine::reference::executor::Sampling;
@@ -89,7 +91,10 @@ fn split_vs_unsplit(arch: &str, devices: [usize; 2], mode: PipelineMode) -> Stri
             tokens = want.tokens;
         }
     });
-    assert!(flips <= MAX_FLIPS, "{arch} {devices:?} {mode:?}: {flips} near-tie flips");
+    assert!(
+        flips <= MAX_FLIPS,
+        "{arch} {devices:?} {mode:?}: {flips} near-tie flips"
+    );
     format!(
         "gpu split {arch} devices {devices:?} {mode:?} (boundary {boundary}, microbatch 3): {} tokens, {flips} near-tie flips, max |Δlogit|/rms {worst:.2e}, {identical}/{} calls with identical logits",
         SEQS * (STEPS + 1),
@@ -116,7 +121,9 @@ fn gpu_split_on_two_devices_matches_the_unsplit_forward() {
     }
     let visible = crate::hardware::current().unwrap().gpus.len();
     if visible < 2 {
-        println!("gpu split two-device check not run: only {visible} CUDA device visible (needs 2)");
+        println!(
+            "gpu split two-device check not run: only {visible} CUDA device visible (needs 2)"
+        );
         return;
     }
     for arch in ["qwen3_moe", "qwen2"] {

@@ -355,7 +355,11 @@ mod tests {
                     tokens = want_tokens;
                 }
             });
-            let per_call = if mode == PipelineMode::Overlapped { 3 } else { 1 };
+            let per_call = if mode == PipelineMode::Overlapped {
+                3
+            } else {
+                1
+            };
             assert_eq!(first.calls, 6 * per_call, "{mode:?}");
             assert_eq!(last.calls, 6 * per_call, "{mode:?}");
         }

@@ -207,11 +207,13 @@ pub fn check_memory(
         .collect::<Vec<_>>()
         .join(", ");
     let advice = match fitting_layers(spec, split, stages, free) {
-        Some(n) => format!("set [engine] num_layers = {n} or fewer"),
-        None => "no layer count fits: lower FERRUM_KV_MAX_BLOCKS or the batched tokens".to_string(),
+        Some(n) => {
+            format!("set [engine] num_layers = {n} or fewer (or lower FERRUM_KV_MAX_BLOCKS)")
+        }
+        None => "no layer count fits: lower FERRUM_KV_MAX_BLOCKS or max_batched_tokens".to_string(),
     };
     Err(format!(
-        "CUDA device {device} ({what}): needs {:.2} GiB (weights {:.2}, KV pool {:.2}, workspace {:.2}, headroom {:.2}) but {:.2} GiB are free: {advice} (or lower FERRUM_KV_MAX_BLOCKS)",
+        "CUDA device {device} ({what}): needs {:.2} GiB (weights {:.2}, KV pool {:.2}, workspace {:.2}, headroom {:.2}) but {:.2} GiB are free: {advice}",
         gib(bytes),
         gib(sum(|m| m.weights)),
         gib(sum(|m| m.kv)),
@@ -279,12 +281,19 @@ mod tests {
         assert_eq!(many.devices, vec![0, 1]);
         let one = map_devices(None, 2, 1).unwrap();
         assert_eq!(one.devices, vec![0, 0]);
-        assert!(one.note.contains("all 2 stages run on device 0"), "{}", one.note);
+        assert!(
+            one.note.contains("all 2 stages run on device 0"),
+            "{}",
+            one.note
+        );
         assert_eq!(map_devices(None, 1, 4).unwrap().devices, vec![0]);
         let asked = map_devices(Some(&[0, 0]), 2, 2).unwrap();
         assert_eq!(asked.devices, vec![0, 0]);
         assert!(asked.note.contains("share a device"), "{}", asked.note);
-        assert_eq!(map_devices(Some(&[3, 1]), 2, 4).unwrap().devices, vec![3, 1]);
+        assert_eq!(
+            map_devices(Some(&[3, 1]), 2, 4).unwrap().devices,
+            vec![3, 1]
+        );
         assert_eq!(map_devices(Some(&[2]), 1, 4).unwrap().devices, vec![2]);
     }
 
@@ -296,7 +305,10 @@ mod tests {
             "{missing}"
         );
         let count = map_devices(Some(&[0]), 2, 2).unwrap_err();
-        assert!(count.contains("names 1 device(s) but the run has 2 stages"), "{count}");
+        assert!(
+            count.contains("names 1 device(s) but the run has 2 stages"),
+            "{count}"
+        );
         let unsplit = map_devices(Some(&[0, 0]), 1, 1).unwrap_err();
         assert!(unsplit.contains("e.g. cuda_devices = [0]"), "{unsplit}");
         assert!(map_devices(None, 1, 0)
@@ -321,7 +333,11 @@ mod tests {
         assert_eq!(with(vec![1], Some("cuda")).unwrap(), Some(vec![1]));
         let bad = [
             (vec![], None, "give 1 index (no layer split) or 2"),
-            (vec![0, 1, 2], None, "or 2 (one per stage of a two-stage split), not 3"),
+            (
+                vec![0, 1, 2],
+                None,
+                "or 2 (one per stage of a two-stage split), not 3",
+            ),
             (vec![-1, 0], None, "device index -1 is outside 0..=63"),
             (vec![0, 64], None, "device index 64 is outside 0..=63"),
             (vec![0], Some("cpu"), "does not apply to device = \"cpu\""),
@@ -400,7 +416,10 @@ mod tests {
         // A 16 GiB second card: the error names device 1 and a layer count that really fits.
         let small = |d: usize| if d == 0 { 139 * GIB } else { 16 * GIB };
         let e = check_memory(&spec, Some(&plan), &stages, &small).unwrap_err();
-        assert!(e.starts_with("CUDA device 1 (stage 1 layers 40..80)"), "{e}");
+        assert!(
+            e.starts_with("CUDA device 1 (stage 1 layers 40..80)"),
+            "{e}"
+        );
         let n: usize = e
             .split("num_layers = ")
             .nth(1)
@@ -421,8 +440,8 @@ mod tests {
     #[test]
     fn stages_sharing_one_device_are_checked_together() {
         let spec = EngineSpec::resolve_for_device(None, "qwen3_moe", Device::Cuda).unwrap();
-        let plan = LayerSplitPlan::parse("stage0:cuda:0:layers=0-23;stage1:cuda:1:layers=24-47")
-            .unwrap();
+        let plan =
+            LayerSplitPlan::parse("stage0:cuda:0:layers=0-23;stage1:cuda:1:layers=24-47").unwrap();
         let shared = plan_stages(&spec, Some(&plan), &[0, 0], 2048, 2048).unwrap();
         let need = need_per_device(&shared);
         assert_eq!(need.len(), 1);
