@@ -12,7 +12,11 @@
 #   3. the GPU tests — kernels vs the CPU code (weight stream, int4 GEMV/GEMM, paged attention
 #      vs a contiguous reference, argmax) and the whole CUDA forward vs the CPU engine (logits
 #      and greedy tokens, 65 calls x 8 sequences, qwen3_moe and qwen2; batched vs per-item MoE;
-#      the CUDA engine through the scheduler) — every one must run: a skip fails the script;
+#      the CUDA engine through the scheduler) and the two-stage layer split on CUDA vs the
+#      unsplit forward (batch and overlapped, both stages on device 0 = cuda_devices [0, 0];
+#      on [0, 1] too when there are two GPUs; the split engine through the scheduler) — every
+#      one must run: a skip fails the script (only the two-device split check may report
+#      "not run" on a one-GPU machine, with the reason, in the summary);
 #   4. the int4 GEMV bandwidth benchmark (target: >= 70 % of DRAM peak at batch 1);
 #   5. `resolve` of the m3 preset with hardware.profile = "auto" on this GPU;
 #   6. a tiny m3 sweep with [engine] device = "cuda" (real Qwen3-30B-A3B shapes, 8 layers,
@@ -51,13 +55,20 @@ if grep -q "skipped:" "$out/gpu-tests.txt"; then
     echo "error: a GPU test skipped on a GPU machine" | tee -a "$out/summary.txt"
     exit 1
 fi
-# 4 kernel tests + 3 whole-forward tests; fewer means a filter or a build lost some.
+# 4 kernel tests + 3 whole-forward tests + 3 layer-split tests; fewer means a filter or a build
+# lost some.
 passed=$(grep -Eo "^test result: ok\. [0-9]+ passed" "$out/gpu-tests.txt" | grep -Eo "[0-9]+ passed" | grep -Eo "[0-9]+" | head -n 1)
-if [[ "${passed:-0}" -lt 7 ]]; then
-    echo "error: only ${passed:-0} GPU tests passed (expected 7)" | tee -a "$out/summary.txt"
+if [[ "${passed:-0}" -lt 10 ]]; then
+    echo "error: only ${passed:-0} GPU tests passed (expected 10)" | tee -a "$out/summary.txt"
     exit 1
 fi
-grep -E "^test result|^gpu (parity|grouped|engine)" "$out/gpu-tests.txt" | tee -a "$out/summary.txt"
+# The one-device split must have run in both modes for both architectures.
+split_runs=$(grep -c "^gpu split .* devices \[0, 0\]" "$out/gpu-tests.txt" || true)
+if [[ "$split_runs" -lt 4 ]]; then
+    echo "error: the one-device layer-split check ran $split_runs of 4 comparisons" | tee -a "$out/summary.txt"
+    exit 1
+fi
+grep -E "^test result|^gpu (parity|grouped|engine|split)" "$out/gpu-tests.txt" | tee -a "$out/summary.txt"
 
 step "benchmark: int4 GEMV bandwidth at batch 1"
 cargo test --release --quiet --lib gpu_bench_ -- --ignored --nocapture 2>&1 \

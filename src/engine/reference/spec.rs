@@ -47,6 +47,10 @@ pub struct EngineTable {
     pub dtype: Option<String>,
     /// Where the forward runs: `auto` (default), `cpu` or `cuda`.
     pub device: Option<String>,
+    /// CUDA device index of each stage: one entry, or two with a two-stage layer split (e.g.
+    /// `[0, 1]`, or `[0, 0]` to run both stages on one GPU). Default: stage s on device s, or
+    /// every stage on device 0 when only one is visible.
+    pub cuda_devices: Option<Vec<i64>>,
     /// A model directory whose `config.json` gives the dimensions (relative paths resolve
     /// against the preset's directory); see [`super::shape`].
     pub shape_from: Option<String>,
@@ -199,10 +203,38 @@ pub struct EngineSpec {
     pub rms_eps: f32,
     /// The device the forward runs on (`cpu` or `cuda`, never `auto`).
     pub device: Device,
+    /// `[engine] cuda_devices`: the CUDA device of each stage, when given.
+    pub cuda_devices: Option<Vec<usize>>,
     /// The `config.json` the dimensions were read from (`[engine] shape_from`), if any.
     pub shape_from: Option<std::path::PathBuf>,
     /// Where time comes from (`[engine] clock`, `clock_jitter`, `clock_seed`).
     pub clock: ClockSpec,
+}
+
+/// Validates `[engine] cuda_devices`: one or two indices (one per stage), each within
+/// [`super::cuda::stages::MAX_DEVICE_INDEX`]; meaningless with `device = "cpu"`.
+fn cuda_devices(list: &[i64], device: Option<&str>) -> Result<Vec<usize>, EngineError> {
+    let max = super::cuda::stages::MAX_DEVICE_INDEX;
+    let bad = |why: String| {
+        Err(EngineError::Config(format!(
+            "invalid [engine] cuda_devices = {list:?}: {why}"
+        )))
+    };
+    if device == Some("cpu") {
+        return bad(
+            "it does not apply to device = \"cpu\": remove it or set device = \"cuda\"".into(),
+        );
+    }
+    if list.is_empty() || list.len() > 2 {
+        return bad(format!(
+            "give 1 index (no layer split) or 2 (one per stage of a two-stage split), not {}",
+            list.len()
+        ));
+    }
+    match list.iter().find(|d| !(0..=max as i64).contains(*d)) {
+        Some(d) => bad(format!("device index {d} is outside 0..={max}")),
+        None => Ok(list.iter().map(|&d| d as usize).collect()),
+    }
 }
 
 /// Default seed of the synthetic weights.
@@ -267,6 +299,7 @@ impl EngineSpec {
                 rope_theta: 1_000_000.0,
                 rms_eps: 1e-6,
                 device: Device::Cpu,
+                cuda_devices: None,
                 shape_from: None,
                 clock: ClockSpec::default(),
             },
@@ -295,6 +328,7 @@ impl EngineSpec {
                 rope_theta: 1_000_000.0,
                 rms_eps: 1e-6,
                 device: Device::Cpu,
+                cuda_devices: None,
                 shape_from: None,
                 clock: ClockSpec::default(),
             },
@@ -374,6 +408,9 @@ impl EngineSpec {
             }
         }
         spec.clock = ClockSpec::from_table(t.clock.as_deref(), t.clock_jitter, t.clock_seed)?;
+        if let Some(list) = &t.cuda_devices {
+            spec.cuda_devices = Some(cuda_devices(list, t.device.as_deref())?);
+        }
         if let Some(v) = t.vocab_size {
             spec.vocab_size = v;
         }

@@ -9,7 +9,7 @@ use cudarc::nvrtc::Ptx;
 
 use super::kernels;
 
-/// Device 0 with every kernel file compiled to CUBIN for its architecture and loaded.
+/// A device with every kernel file compiled to CUBIN for its architecture and loaded.
 pub struct Device {
     /// The context.
     pub ctx: Arc<CudaContext>,
@@ -17,12 +17,22 @@ pub struct Device {
     pub stream: Arc<CudaStream>,
     /// `sm_XX`.
     pub arch: String,
+    /// The device index.
+    pub ordinal: usize,
     modules: HashMap<String, Arc<CudaModule>>,
 }
 
 impl Device {
-    /// Opens device `ordinal` and loads the kernels (compiled by NVRTC or from the disk cache).
+    /// Opens device `ordinal` and loads the kernels (compiled by NVRTC or from the disk cache);
+    /// launches go to the context's default stream.
     pub fn open(ordinal: usize) -> Result<Device, String> {
+        Device::open_with_stream(ordinal, false)
+    }
+
+    /// [`Device::open`], with launches on a stream of its own when `own_stream` (a layer-split
+    /// stage: two stages on one device then run concurrently instead of serialising on the
+    /// default stream).
+    pub fn open_with_stream(ordinal: usize, own_stream: bool) -> Result<Device, String> {
         let probe = crate::hardware::current()?;
         let gpu = probe.gpus.get(ordinal).ok_or_else(|| {
             probe
@@ -35,7 +45,12 @@ impl Device {
         let arch = kernels::arch_of_compute_capability(cc);
         let ctx = CudaContext::new(ordinal)
             .map_err(|e| format!("cannot open CUDA device {ordinal}: {e}"))?;
-        let stream = ctx.default_stream();
+        let stream = if own_stream {
+            ctx.new_stream()
+                .map_err(|e| format!("cannot create a stream on CUDA device {ordinal}: {e}"))?
+        } else {
+            ctx.default_stream()
+        };
         let mut modules = HashMap::new();
         for (name, source) in kernels::FILES {
             let cubin = kernels::cubin_cached(name, source, &arch, &kernels::cache_dir())?;
@@ -48,6 +63,7 @@ impl Device {
             ctx,
             stream,
             arch,
+            ordinal,
             modules,
         })
     }

@@ -10,6 +10,7 @@ use cudarc::driver::CudaSlice;
 
 use super::gpu::{Arg, Gpu};
 use super::launch;
+use super::memory::StagePart;
 use super::stream::{plan, Tensor, TensorKind};
 use crate::engine::reference::spec::EngineSpec;
 use crate::engine::reference::weights::WeightGen;
@@ -70,17 +71,17 @@ pub struct DLayer {
     pub ffn: DFfn,
 }
 
-/// The whole model on the device.
+/// The model, or one layer-split stage's part of it, on the device.
 pub struct DModel {
-    /// `vocab × hidden`.
-    pub embed: CudaSlice<f32>,
-    /// Layers.
+    /// `vocab × hidden` (the stage that embeds).
+    pub embed: Option<CudaSlice<f32>>,
+    /// Layers `first_layer..first_layer + layers.len()`.
     pub layers: Vec<DLayer>,
-    /// Final norm gain.
-    pub final_norm: CudaSlice<f32>,
-    /// `vocab × hidden`.
-    pub lm_head: CudaSlice<f32>,
-    /// Device bytes of all weights.
+    /// Index of `layers[0]` in the whole model.
+    pub first_layer: usize,
+    /// Final norm gain and `vocab × hidden` LM head (the stage that samples).
+    pub head: Option<(CudaSlice<f32>, CudaSlice<f32>)>,
+    /// Device bytes of these weights.
     pub bytes: u64,
 }
 
@@ -203,8 +204,22 @@ impl Gen<'_> {
 impl DModel {
     /// Generates every weight of `spec` on the device.
     pub fn generate(gpu: &Gpu, spec: &EngineSpec) -> Result<DModel, EngineError> {
+        DModel::generate_part(gpu, spec, &StagePart::whole(spec))
+    }
+
+    /// Generates the weights `part` holds. Every tensor comes from its own offset of the seed's
+    /// stream, so a stage's layers are bit-identical to the same layers of the whole model.
+    pub fn generate_part(
+        gpu: &Gpu,
+        spec: &EngineSpec,
+        part: &StagePart,
+    ) -> Result<DModel, EngineError> {
         let tensors = plan(spec);
-        let bytes = tensors.iter().map(|t| t.kind.device_bytes()).sum();
+        let bytes = tensors
+            .iter()
+            .filter(|t| part.holds(&t.name))
+            .map(|t| t.kind.device_bytes())
+            .sum();
         let by_name: std::collections::HashMap<&str, &Tensor> =
             tensors.iter().map(|t| (t.name.as_str(), t)).collect();
         let get = |name: &str| {
@@ -222,9 +237,13 @@ impl DModel {
             key,
             scratch: gpu.zeros::<u32>(1)?,
         };
-        let embed = g.vector(get("embed")?)?;
-        let mut layers = Vec::with_capacity(spec.num_layers);
-        for l in 0..spec.num_layers {
+        let embed = if part.embed {
+            Some(g.vector(get("embed")?)?)
+        } else {
+            None
+        };
+        let mut layers = Vec::with_capacity(part.layers.len());
+        for l in part.layers.clone() {
             let p = |n: &str| format!("layers.{l}.{n}");
             let input_norm = g.vector(get(&p("input_norm"))?)?;
             let qkv = g.int4(get(&p("qkv"))?)?;
@@ -275,14 +294,17 @@ impl DModel {
                 ffn,
             });
         }
-        let final_norm = g.vector(get("final_norm")?)?;
-        let lm_head = g.vector(get("lm_head")?)?;
+        let head = if part.head {
+            Some((g.vector(get("final_norm")?)?, g.vector(get("lm_head")?)?))
+        } else {
+            None
+        };
         gpu.sync()?;
         Ok(DModel {
             embed,
             layers,
-            final_norm,
-            lm_head,
+            first_layer: part.layers.start,
+            head,
             bytes,
         })
     }

@@ -1,6 +1,7 @@
 //! The reference engine on CUDA: the shared scheduler (`scheduler::run`, KV bookkeeping,
-//! counters, `steps.jsonl`) driving a [`CudaExecutor`], after a memory check against the
-//! device's free VRAM.
+//! counters, `steps.jsonl`) driving a [`CudaExecutor`] — or, with a two-stage
+//! `selected_layer_split_plan`, two stage executors on their devices through
+//! [`super::split::with_split`] — after a memory check of every device against its free VRAM.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -9,10 +10,11 @@ use serde_json::json;
 
 use super::executor::CudaExecutor;
 use super::gpu::Gpu;
-use super::memory::MemoryPlan;
 use super::plan::check_supported;
+use super::split::with_split;
+use super::stages::{check_memory, map_devices, plan_stages, Stage, HANDOFF};
 use crate::engine::reference::executor::Sampling;
-use crate::engine::reference::knobs::{self, EngineKnobs};
+use crate::engine::reference::knobs::{self, EngineKnobs, PipelineMode};
 use crate::engine::reference::layer_split::panic_message;
 use crate::engine::reference::scheduler::{self, Limits};
 use crate::engine::reference::{kv_limits, EngineSpec};
@@ -25,63 +27,137 @@ pub fn max_call_rows(knobs: &EngineKnobs) -> usize {
     knobs.max_batched_tokens.max(knobs.max_sequences).max(1)
 }
 
-/// The reference engine with its forward on device 0.
+/// The reference engine on CUDA: one executor holding the whole model, or one per stage of a
+/// two-stage layer split, each on its own device (or both on one).
 pub struct CudaEngine {
     spec: EngineSpec,
     knobs: EngineKnobs,
     limits: Limits,
-    exec: CudaExecutor,
-    gpu_name: String,
-    arch: String,
-    memory: MemoryPlan,
+    /// One executor per stage, in stage order.
+    execs: Vec<CudaExecutor>,
+    /// The plan of every stage (device, layers, memory).
+    stages: Vec<Stage>,
+    /// Device name per stage.
+    gpu_names: Vec<String>,
+    /// `sm_XX` per stage.
+    arches: Vec<String>,
+    /// How the devices were chosen.
+    device_note: String,
+    /// Split pipeline mode (`batch` or `overlapped`) and microbatch size, with a split.
+    split: Option<(PipelineMode, usize)>,
 }
 
 impl std::fmt::Debug for CudaEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaEngine")
             .field("spec", &self.spec)
-            .field("gpu", &self.gpu_name)
+            .field("gpus", &self.gpu_names)
+            .field("stages", &self.stages)
             .finish_non_exhaustive()
     }
 }
 
 impl CudaEngine {
-    /// Opens the device, checks the memory plan against its free VRAM, generates the weights
-    /// there and allocates the KV pools and workspace.
+    /// Maps the stages onto devices, checks every device's share against its free VRAM, then
+    /// generates each stage's weights on its device and allocates its KV pools and workspace.
     pub fn new(spec: &EngineSpec, knobs: &EngineKnobs) -> Result<CudaEngine, EngineError> {
         spec.validate()?;
-        if knobs.layer_split.is_some() {
-            return Err(EngineError::Config(
-                "a two-stage layer split (selected_layer_split_plan) is not supported by the CUDA backend yet (it runs every layer on one device): use [engine] device = \"cpu\" for split plans".to_string(),
-            ));
-        }
+        let split_plan = knobs.layer_split.as_ref();
         let limits = kv_limits(spec, knobs)?;
         check_supported(spec, limits.pool_blocks).map_err(EngineError::Config)?;
         let rows = max_call_rows(knobs);
-        let memory = MemoryPlan::new(spec, limits.pool_blocks, rows);
-        let gpu = Gpu::open(0)?;
-        let (free, _total) = gpu.dev.memory().map_err(EngineError::Fault)?;
-        memory
-            .check(spec, free)
-            .map_err(|e| EngineError::Config(format!("CUDA device 0: {e}")))?;
         let probe = crate::hardware::current().map_err(EngineError::Fault)?;
-        let gpu_name = probe
-            .gpus
-            .first()
-            .map(|g| g.name.clone())
-            .unwrap_or_default();
-        let arch = gpu.dev.arch.clone();
+        let stage_count = if split_plan.is_some() { 2 } else { 1 };
+        let map = map_devices(spec.cuda_devices.as_deref(), stage_count, probe.gpus.len())
+            .map_err(EngineError::Config)?;
+        let stages = plan_stages(spec, split_plan, &map.devices, limits.pool_blocks, rows)
+            .map_err(EngineError::Config)?;
+        // Open each device once and read its free memory before allocating anything.
+        let mut free = std::collections::BTreeMap::new();
+        let mut gpus: Vec<Option<Gpu>> = Vec::new();
+        for st in &stages {
+            let gpu = Gpu::open_with_stream(st.device, stage_count > 1)?;
+            if let std::collections::btree_map::Entry::Vacant(e) = free.entry(st.device) {
+                let (bytes, _total) = gpu.dev.memory().map_err(EngineError::Fault)?;
+                e.insert(bytes);
+            }
+            gpus.push(Some(gpu));
+        }
+        check_memory(spec, split_plan, &stages, &|d| {
+            free.get(&d).copied().unwrap_or(0)
+        })
+        .map_err(EngineError::Config)?;
         let sampling = Sampling::from_readback_path(&knobs.sampling_readback_path);
-        let exec = CudaExecutor::new(gpu, spec, limits.pool_blocks, rows, sampling)?;
+        let (mut execs, mut gpu_names, mut arches) = (Vec::new(), Vec::new(), Vec::new());
+        for (st, gpu) in stages.iter().zip(gpus.iter_mut()) {
+            let gpu = gpu
+                .take()
+                .ok_or_else(|| EngineError::Fault("device reused".into()))?;
+            arches.push(gpu.dev.arch.clone());
+            gpu_names.push(
+                probe
+                    .gpus
+                    .get(st.device)
+                    .map(|g| g.name.clone())
+                    .unwrap_or_default(),
+            );
+            execs.push(CudaExecutor::new_part(
+                gpu,
+                spec,
+                st.part.clone(),
+                limits.pool_blocks,
+                rows,
+                sampling,
+            )?);
+        }
+        let split = split_plan.map(|_| {
+            let mode = match knobs.pipeline_mode {
+                PipelineMode::Overlapped => PipelineMode::Overlapped,
+                _ => PipelineMode::Batch,
+            };
+            (mode, knobs.microbatch_size.max(1))
+        });
         Ok(CudaEngine {
             spec: spec.clone(),
             knobs: knobs.clone(),
             limits,
-            exec,
-            gpu_name,
-            arch,
-            memory,
+            execs,
+            stages,
+            gpu_names,
+            arches,
+            device_note: map.note,
+            split,
         })
+    }
+
+    /// The stage plans (device, layers, memory), in stage order.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Per stage: its device, name, layers and bytes, for the engine details.
+    fn stage_details(&self) -> serde_json::Value {
+        let stages: Vec<serde_json::Value> = self
+            .stages
+            .iter()
+            .zip(&self.execs)
+            .enumerate()
+            .map(|(i, (st, ex))| {
+                json!({
+                    "stage": st.index,
+                    "device": st.device,
+                    "gpu": self.gpu_names.get(i),
+                    "gpu_arch": self.arches.get(i),
+                    "layers": [st.part.layers.start, st.part.layers.end],
+                    "embedding": st.part.embed,
+                    "lm_head": st.part.head,
+                    "weight_bytes": ex.weight_bytes(),
+                    "kv_bytes": st.memory.kv,
+                    "workspace_bytes": st.memory.workspace,
+                })
+            })
+            .collect();
+        json!(stages)
     }
 }
 
@@ -107,15 +183,37 @@ impl Engine for CudaEngine {
         put("weight_seed", json!(s.weight_seed));
         put("dtype", json!(s.dtype.name()));
         put("device", json!(s.device.name()));
-        put("gpu", json!(self.gpu_name));
-        put("gpu_arch", json!(self.arch));
-        put("weight_bytes", json!(self.exec.weight_bytes()));
-        put("device_kv_bytes", json!(self.memory.kv));
-        put("device_workspace_bytes", json!(self.memory.workspace));
+        // The first stage's device (the only one without a split), and totals over stages.
+        put("gpu", json!(self.gpu_names.first()));
+        put("gpu_arch", json!(self.arches.first()));
+        let weights: u64 = self.execs.iter().map(CudaExecutor::weight_bytes).sum();
+        put("weight_bytes", json!(weights));
+        let total = |f: fn(&Stage) -> u64| self.stages.iter().map(f).sum::<u64>();
+        put("device_kv_bytes", json!(total(|s| s.memory.kv)));
+        put(
+            "device_workspace_bytes",
+            json!(total(|s| s.memory.workspace)),
+        );
+        put("cuda_stages", self.stage_details());
+        put("cuda_device_mapping", json!(self.device_note));
         put("kv_capacity_tokens", json!(self.limits.kv_capacity));
         put("kv_blocks_per_sequence", json!(self.limits.blocks_per_seq));
         put("kv_pool_blocks", json!(self.limits.pool_blocks));
-        put("layer_split_boundary", json!(null));
+        put(
+            "pipeline_mode",
+            json!(format!("{:?}", self.knobs.pipeline_mode).to_lowercase()),
+        );
+        match self.split {
+            Some((mode, microbatch)) => {
+                let b = self.stages.get(1).map(|s| s.part.layers.start);
+                put("layer_split_boundary", json!(b));
+                if mode == PipelineMode::Overlapped {
+                    put("microbatch_size", json!(microbatch));
+                }
+                put("stage_handoff", json!(HANDOFF));
+            }
+            None => put("layer_split_boundary", json!(null)),
+        }
         put(
             "attention_decode_backend",
             json!(self.knobs.attention_decode_backend),
@@ -150,7 +248,8 @@ impl Engine for CudaEngine {
             spec,
             knobs,
             limits,
-            exec,
+            execs,
+            split,
             ..
         } = self;
         let vocab = spec.vocab_size;
@@ -161,10 +260,22 @@ impl Engine for CudaEngine {
             &spec.clock,
             scheduler::clock::noise_stream(options.repeat, options.phase),
         );
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            scheduler::run(
+        let (split, stage_execs) = (*split, execs.len());
+        let outcome = catch_unwind(AssertUnwindSafe(|| match (split, &mut execs[..]) {
+            (None, [exec]) => scheduler::run(
                 knobs, *limits, vocab, exec, requests, load, options, clock, progress,
-            )
+            ),
+            (Some((mode, microbatch)), [first, last]) => {
+                with_split(first, last, mode, microbatch, |exec| {
+                    scheduler::run(
+                        knobs, *limits, vocab, exec, requests, load, options, clock, progress,
+                    )
+                })
+            }
+            _ => Err(EngineError::Fault(format!(
+                "{stage_execs} CUDA stage executors for {} stage(s)",
+                if split.is_some() { 2 } else { 1 }
+            ))),
         }));
         match outcome {
             Ok(result) => result,

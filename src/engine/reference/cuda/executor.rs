@@ -12,10 +12,12 @@ use cudarc::driver::CudaSlice;
 
 use super::device_weights::{DFfn, DInt4, DModel};
 use super::gpu::{fault, Arg, Gpu};
+use super::memory::StagePart;
 use super::plan::{
     check_supported, expert_stats, top_k, CallInts, CallLaunches, ExpertLaunches, FfnLaunches,
     Matmul, Workspace,
 };
+use super::split::{StageOutput, StageWork};
 use crate::engine::reference::executor::{argmax, CallResult, Executor, Sampling};
 use crate::engine::reference::kv::BLOCK_SIZE;
 use crate::engine::reference::model::rope::Rope;
@@ -72,12 +74,14 @@ impl Buffers {
     }
 }
 
-/// The executor: device, weights, KV pools, workspace.
+/// The executor: device, weights, KV pools, workspace — of the whole model, or of one stage of
+/// a layer split (its layers, plus the embedding on the first stage and the LM head on the last).
 pub struct CudaExecutor {
     gpu: Gpu,
     spec: EngineSpec,
+    part: StagePart,
     model: DModel,
-    /// Per layer: K and V pools, `blocks × 16 × kv_heads·head_dim` fp16.
+    /// Per layer of `part`: K and V pools, `blocks × 16 × kv_heads·head_dim` fp16.
     kv: Vec<(CudaSlice<u16>, CudaSlice<u16>)>,
     inv_freq: CudaSlice<f32>,
     buf: Buffers,
@@ -98,10 +102,27 @@ impl CudaExecutor {
         rows: usize,
         sampling: Sampling,
     ) -> Result<CudaExecutor, EngineError> {
+        let whole = StagePart::whole(spec);
+        CudaExecutor::new_part(gpu, spec, whole, pool_blocks, rows, sampling)
+    }
+
+    /// [`CudaExecutor::new`] for the layers and tensors of `part` only (one layer-split stage):
+    /// its weights, its layers' KV pools, and a workspace with logits buffers only when it holds
+    /// the LM head.
+    pub fn new_part(
+        gpu: Gpu,
+        spec: &EngineSpec,
+        part: StagePart,
+        pool_blocks: usize,
+        rows: usize,
+        sampling: Sampling,
+    ) -> Result<CudaExecutor, EngineError> {
         check_supported(spec, pool_blocks).map_err(EngineError::Config)?;
-        let model = DModel::generate(&gpu, spec)?;
+        let model = DModel::generate_part(&gpu, spec, &part)?;
         let width = spec.num_kv_heads * spec.head_dim;
-        let kv = (0..spec.num_layers)
+        let kv = part
+            .layers
+            .clone()
             .map(|_| {
                 let n = pool_blocks * BLOCK_SIZE * width;
                 Ok((gpu.zeros::<u16>(n)?, gpu.zeros::<u16>(n)?))
@@ -112,11 +133,13 @@ impl CudaExecutor {
             .stream()
             .clone_htod(Rope::new(spec.head_dim, spec.rope_theta).inv_freq())
             .map_err(fault("upload RoPE frequencies"))?;
-        let buf = Buffers::new(&gpu, Workspace::new(spec, rows, rows.min(1024)))?;
+        let logit_rows = if part.head { rows.min(1024) } else { 0 };
+        let buf = Buffers::new(&gpu, Workspace::new(spec, rows, logit_rows))?;
         gpu.sync()?;
         Ok(CudaExecutor {
             gpu,
             spec: spec.clone(),
+            part,
             model,
             kv,
             inv_freq,
@@ -192,9 +215,16 @@ impl CudaExecutor {
         )
     }
 
+    /// Layers and tensors this executor holds.
+    pub fn part(&self) -> &StagePart {
+        &self.part
+    }
+
     /// Grows the workspace when a call needs more than it holds.
     fn ensure(&mut self, ints: &CallInts) -> Result<(), EngineError> {
-        let (m, n) = (ints.rows(), ints.logit_rows());
+        // Only the stage with the LM head needs logits buffers.
+        let n = if self.part.head { ints.logit_rows() } else { 0 };
+        let m = ints.rows();
         if !self.buf.size.fits(m, n) {
             let rows = m.max(self.buf.size.rows);
             let size = Workspace::new(&self.spec, rows, n.max(self.buf.size.logit_rows));
@@ -211,24 +241,60 @@ impl CudaExecutor {
             .map_err(fault("upload the call's token ids and block tables"))
     }
 
-    /// One call on the device.
+    /// One call through the whole model on the device (an executor holding every layer).
     pub fn forward(&mut self, call: &FwdCall) -> Result<CallResult, EngineError> {
+        let mut stats = FwdStats::default();
+        match self.run_part(call, &[], &mut stats)? {
+            StageOutput::Tokens { tokens, .. } => Ok(CallResult { tokens, stats }),
+            StageOutput::Hidden(_) => Err(EngineError::Fault(
+                "forward of a layer-split stage without the LM head".to_string(),
+            )),
+        }
+    }
+
+    /// This executor's part of a call: embedding (or `hidden`, the previous stage's rows, as
+    /// the residual stream), its layers, and the LM head and sampling when it holds them (else
+    /// the hidden rows read back for the next stage). Expert usage of its layers goes to `stats`.
+    pub fn run_part(
+        &mut self,
+        call: &FwdCall,
+        hidden: &[f32],
+        stats: &mut FwdStats,
+    ) -> Result<StageOutput, EngineError> {
         let spec = self.spec.clone();
         let k = top_k(&spec);
         let ints = CallInts::new(call, spec.vocab_size, k);
         let (m, n) = (ints.rows(), ints.logit_rows());
-        let mut stats = FwdStats {
-            experts: vec![Vec::new(); spec.num_layers],
-            expert_loads: 0,
-        };
+        if stats.experts.len() < spec.num_layers {
+            stats.experts.resize(spec.num_layers, Vec::new());
+        }
         self.last_logits.clear();
+        let h = spec.hidden_size;
         if m == 0 {
-            return Ok(CallResult {
-                tokens: Vec::new(),
-                stats,
+            return Ok(if self.part.head {
+                StageOutput::Tokens {
+                    tokens: Vec::new(),
+                    logits: Vec::new(),
+                }
+            } else {
+                StageOutput::Hidden(Vec::new())
             });
         }
         self.ensure(&ints)?;
+        if self.model.embed.is_none() {
+            if hidden.len() != m * h {
+                return Err(EngineError::Fault(format!(
+                    "layer-split stage (layers {:?}) got {} hidden values for {m} rows of {h}",
+                    self.part.layers,
+                    hidden.len()
+                )));
+            }
+            let mut dst = self.buf.x.slice_mut(..m * h);
+            self.gpu
+                .stream()
+                .memcpy_htod(hidden, &mut dst)
+                .map_err(fault("upload the previous stage's hidden rows"))?;
+        }
         if k > 0 {
             self.gpu
                 .stream()
@@ -237,25 +303,25 @@ impl CudaExecutor {
         }
         let l = CallLaunches::new(&spec, m, n, call.moe);
         let up = |r: &std::ops::Range<usize>| self.p(&self.buf.upload, r.start);
-        let (h, hd) = (spec.hidden_size, spec.head_dim);
+        let hd = spec.head_dim;
         let (nq, nkv) = (spec.num_heads, spec.num_kv_heads);
         let (q_dim, kv_dim) = (nq * hd, nkv * hd);
         let width = q_dim + 2 * kv_dim;
         let b = &self.buf;
         let (x, hn, tmp) = (self.p(&b.x, 0), self.p(&b.hn, 0), self.p(&b.tmp, 0));
         let g = &self.gpu;
-        g.launch(
-            "embed",
-            l.rows,
-            &[
-                up(&ints.tokens),
-                self.p(&self.model.embed, 0),
-                Arg::I(h as i32),
-                x,
-            ],
-        )?;
-        self.round_if_fp16(&l, m)?;
-        for (li, layer) in self.model.layers.iter().enumerate() {
+        if let Some(embed) = &self.model.embed {
+            g.launch(
+                "embed",
+                l.rows,
+                &[up(&ints.tokens), self.p(embed, 0), Arg::I(h as i32), x],
+            )?;
+            self.round_if_fp16(&l, m)?;
+        }
+        let first = self.model.first_layer;
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            // Global layer index: the expert counts are laid out per layer of the whole model.
+            let li = first + i;
             self.rms_norm(l.rows, x, &layer.input_norm, hn)?;
             let qkv = self.p(&b.qkv, 0);
             self.matmul(l.qkv, hn, m, &layer.qkv, qkv)?;
@@ -287,7 +353,7 @@ impl CudaExecutor {
                     self.p(&self.inv_freq, 0),
                 ],
             )?;
-            let (kp, vp) = &self.kv[li];
+            let (kp, vp) = &self.kv[i];
             g.launch(
                 "kv_write",
                 l.kv_write,
@@ -488,27 +554,40 @@ impl CudaExecutor {
             }
             self.round_if_fp16(&l, m)?;
         }
-        let tokens = self.sample(&l, &ints)?;
+        let out = if self.part.head {
+            let tokens = self.sample(&l, &ints)?;
+            let logits = if self.keep_logits {
+                self.last_logits.clone()
+            } else {
+                Vec::new()
+            };
+            StageOutput::Tokens { tokens, logits }
+        } else {
+            // The hand-off: the residual stream after this stage's last layer, to the host.
+            let x = self
+                .gpu
+                .stream()
+                .clone_dtoh(&self.buf.x.slice(..m * h))
+                .map_err(fault("read the hidden rows for the next stage"))?;
+            StageOutput::Hidden(x)
+        };
         if k > 0 && spec.architecture == Architecture::Qwen3Moe {
+            let e = spec.num_experts;
+            let layers = &self.part.layers;
             let counts = self
                 .gpu
                 .stream()
-                .clone_dtoh(
-                    &self
-                        .buf
-                        .expert_ints
-                        .slice(..spec.num_layers * spec.num_experts),
-                )
+                .clone_dtoh(&self.buf.expert_ints.slice(layers.start * e..layers.end * e))
                 .map_err(fault("read the expert counts"))?;
-            for (li, c) in counts.chunks_exact(spec.num_experts).enumerate() {
+            for (i, c) in counts.chunks_exact(e).enumerate() {
                 let (used, loads) = expert_stats(c, call.moe);
-                stats.experts[li] = used;
+                stats.experts[layers.start + i] = used;
                 stats.expert_loads += loads;
             }
         }
         // Everything of this call has run before the scheduler takes its step timestamp.
         self.gpu.sync()?;
-        Ok(CallResult { tokens, stats })
+        Ok(out)
     }
 
     /// Final norm, LM head and greedy sampling of the rows that want logits.
@@ -518,6 +597,11 @@ impl CudaExecutor {
             return Ok(Vec::new());
         }
         let (h, v) = (self.spec.hidden_size, self.spec.vocab_size);
+        let Some((final_norm, lm_head)) = &self.model.head else {
+            return Err(EngineError::Fault(
+                "sampling on a layer-split stage without the LM head".to_string(),
+            ));
+        };
         let b = &self.buf;
         let g = &self.gpu;
         let sel = self.p(&b.sel, 0);
@@ -531,7 +615,7 @@ impl CudaExecutor {
                 sel,
             ],
         )?;
-        self.rms_norm(l.logit_rows, sel, &self.model.final_norm, sel)?;
+        self.rms_norm(l.logit_rows, sel, final_norm, sel)?;
         let logits = self.p(&b.logits, 0);
         g.launch(
             "f32_gemv",
@@ -540,7 +624,7 @@ impl CudaExecutor {
                 sel,
                 Arg::I(n as i32),
                 Arg::I(h as i32),
-                self.p(&self.model.lm_head, 0),
+                self.p(lm_head, 0),
                 Arg::I(v as i32),
                 logits,
             ],
@@ -580,5 +664,20 @@ impl CudaExecutor {
 impl Executor for CudaExecutor {
     fn execute(&mut self, calls: &[FwdCall]) -> Result<Vec<CallResult>, EngineError> {
         calls.iter().map(|c| self.forward(c)).collect()
+    }
+}
+
+impl StageWork for CudaExecutor {
+    fn run_stage(
+        &mut self,
+        call: &FwdCall,
+        hidden: &[f32],
+        stats: &mut FwdStats,
+    ) -> Result<StageOutput, EngineError> {
+        self.run_part(call, hidden, stats)
+    }
+
+    fn layer_range(&self) -> std::ops::Range<usize> {
+        self.part.layers.clone()
     }
 }

@@ -72,9 +72,15 @@ pub fn fault(what: &str) -> impl Fn(cudarc::driver::DriverError) -> EngineError 
 impl Gpu {
     /// Opens device `ordinal` and loads every function of [`FUNCTIONS`].
     pub fn open(ordinal: usize) -> Result<Gpu, EngineError> {
-        let dev = Device::open(ordinal).map_err(EngineError::Config)?;
-        // SAFETY: every launch and copy goes to the one stream below, in program order, so
-        // cross-stream event tracking is not needed.
+        Gpu::open_with_stream(ordinal, false)
+    }
+
+    /// [`Gpu::open`] with a stream of its own when `own_stream` (see [`Device::open_with_stream`]).
+    pub fn open_with_stream(ordinal: usize, own_stream: bool) -> Result<Gpu, EngineError> {
+        let dev = Device::open_with_stream(ordinal, own_stream).map_err(EngineError::Config)?;
+        // SAFETY: every launch and copy of this Gpu goes to its one stream, in program order, so
+        // cross-stream event tracking is not needed; two layer-split stages on one device each
+        // have their own buffers and stream, and hand rows over through the host after a sync.
         unsafe { dev.ctx.disable_event_tracking() };
         let mut funcs = HashMap::new();
         for (file, name) in FUNCTIONS {

@@ -28,14 +28,14 @@ use crate::engine::reference::spec::{Device, Dtype, EngineSpec};
 use crate::engine::{EngineRequest, LoadSpec, RunOptions};
 
 /// Relative logits tolerance (see the module doc).
-const TOL: f32 = 1e-2;
+pub(super) const TOL: f32 = 1e-2;
 /// Near-tie flips allowed per comparison.
-const MAX_FLIPS: usize = 2;
-const SEQS: usize = 8;
-const STEPS: usize = 64;
-const BLOCKS_PER_SEQ: usize = 8;
+pub(super) const MAX_FLIPS: usize = 2;
+pub(super) const SEQS: usize = 8;
+pub(super) const STEPS: usize = 64;
+pub(super) const BLOCKS_PER_SEQ: usize = 8;
 
-fn gpu() -> Option<Gpu> {
+pub(super) fn gpu() -> Option<Gpu> {
     let probe = crate::hardware::current().expect("hardware probe");
     if let Some(reason) = probe.no_gpu_reason() {
         eprintln!("skipped: {reason}");
@@ -45,7 +45,7 @@ fn gpu() -> Option<Gpu> {
 }
 
 /// The CPU-sized defaults of `arch` with fp16 storage (the CUDA dtype), on `device`.
-fn spec(arch: &str, device: Device) -> EngineSpec {
+pub(super) fn spec(arch: &str, device: Device) -> EngineSpec {
     let mut s = EngineSpec::resolve_for_device(None, arch, Device::Cpu).unwrap();
     s.dtype = Dtype::Fp16;
     s.device = device;
@@ -57,7 +57,7 @@ fn blocks(i: usize) -> Vec<u32> {
     (0..BLOCKS_PER_SEQ).map(|b| (b * SEQS + i) as u32).collect()
 }
 
-fn prompts(vocab: usize) -> Vec<Vec<u32>> {
+pub(super) fn prompts(vocab: usize) -> Vec<Vec<u32>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4242);
     (0..SEQS)
         .map(|i| {
@@ -70,7 +70,7 @@ fn prompts(vocab: usize) -> Vec<Vec<u32>> {
 
 /// Calls of the run: one prefill of every prompt, then `STEPS` decode calls (paths alternate
 /// when `alternate`), with tokens filled in as the run goes.
-fn call(prompts: &[Vec<u32>], step: usize, last: &[u32], moe: MoePath) -> FwdCall {
+pub(super) fn call(prompts: &[Vec<u32>], step: usize, last: &[u32], moe: MoePath) -> FwdCall {
     let items = (0..SEQS)
         .map(|i| {
             if step == 0 {
@@ -94,7 +94,7 @@ fn call(prompts: &[Vec<u32>], step: usize, last: &[u32], moe: MoePath) -> FwdCal
 }
 
 /// Compares one call's logits rows and tokens; returns (max |Δ|/rms, near-tie flips).
-fn compare(
+pub(super) fn compare(
     what: &str,
     want_logits: &[Vec<f32>],
     got_logits: &[f32],

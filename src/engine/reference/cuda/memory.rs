@@ -2,6 +2,8 @@
 //! KV pool (fp16 K and V per layer) and activation workspace against free VRAM, with a clear
 //! error that says how many layers would fit.
 
+use std::ops::Range;
+
 use super::plan::Workspace;
 use super::stream::plan;
 use crate::engine::reference::kv::BLOCK_SIZE;
@@ -29,8 +31,24 @@ impl MemoryPlan {
     /// The plan for `spec` with `pool_blocks` KV blocks per layer and up to `max_rows` tokens per
     /// forward call.
     pub fn new(spec: &EngineSpec, pool_blocks: usize, max_rows: usize) -> MemoryPlan {
+        MemoryPlan::for_stage(spec, &StagePart::whole(spec), pool_blocks, max_rows)
+    }
+
+    /// The plan of one stage of a layer split: the weights of its layers (plus the embedding on
+    /// the first stage, final norm and LM head on the last), its layers' KV pools, and a
+    /// workspace whose logits buffers exist only on the last stage.
+    pub fn for_stage(
+        spec: &EngineSpec,
+        part: &StagePart,
+        pool_blocks: usize,
+        max_rows: usize,
+    ) -> MemoryPlan {
         let tensors = plan(spec);
-        let weights: u64 = tensors.iter().map(|t| t.kind.device_bytes()).sum();
+        let weights: u64 = tensors
+            .iter()
+            .filter(|t| part.holds(&t.name))
+            .map(|t| t.kind.device_bytes())
+            .sum();
         let per_layer_weights: u64 = tensors
             .iter()
             .filter(|t| t.name.starts_with("layers.0."))
@@ -39,12 +57,13 @@ impl MemoryPlan {
         let kv_width = (spec.num_kv_heads * spec.head_dim) as u64;
         // K and V, fp16.
         let per_layer_kv = 2 * 2 * kv_width * (pool_blocks * BLOCK_SIZE) as u64;
-        let workspace = Workspace::new(spec, max_rows, max_rows.min(1024)).bytes();
+        let logit_rows = if part.head { max_rows.min(1024) } else { 0 };
+        let workspace = Workspace::new(spec, max_rows, logit_rows).bytes();
         MemoryPlan {
             weights,
             per_layer_weights,
             per_layer_kv,
-            kv: per_layer_kv * spec.num_layers as u64,
+            kv: per_layer_kv * part.layers.len() as u64,
             workspace,
         }
     }
@@ -79,7 +98,43 @@ impl MemoryPlan {
     }
 }
 
-fn gib(bytes: u64) -> f64 {
+/// What one stage holds of the model: a contiguous range of layers, plus the embedding (first
+/// stage) and the final norm and LM head (last stage). The unsplit model is one part holding all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePart {
+    /// Layers `[start, end)`.
+    pub layers: Range<usize>,
+    /// Holds the embedding (runs the embedding lookup).
+    pub embed: bool,
+    /// Holds the final norm and the LM head (computes logits and samples).
+    pub head: bool,
+}
+
+impl StagePart {
+    /// All of `spec`'s model.
+    pub fn whole(spec: &EngineSpec) -> StagePart {
+        StagePart {
+            layers: 0..spec.num_layers,
+            embed: true,
+            head: true,
+        }
+    }
+
+    /// Whether tensor `name` of the stream plan belongs to this part.
+    pub fn holds(&self, name: &str) -> bool {
+        match name.strip_prefix("layers.") {
+            Some(rest) => rest
+                .split('.')
+                .next()
+                .and_then(|l| l.parse::<usize>().ok())
+                .is_some_and(|l| self.layers.contains(&l)),
+            None if name == "embed" => self.embed,
+            None => self.head,
+        }
+    }
+}
+
+pub(crate) fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
 

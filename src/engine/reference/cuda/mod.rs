@@ -4,7 +4,8 @@
 //!
 //! Everything here builds without CUDA (cudarc loads `libcuda`/`libnvrtc` at run time); what
 //! does not need a device — kernel compilation and its register/spill check ([`kernels`]), the
-//! device weight stream ([`stream`]), the memory check ([`memory`]), launch shapes ([`launch`])
+//! device weight stream ([`stream`]), the memory check ([`memory`]), the stages of a layer split
+//! and their devices ([`stages`]) and its pipeline ([`split`]), launch shapes ([`launch`])
 //! and the host-side plan of a call ([`plan`]: upload layout, workspace sizes, per-call launch
 //! shapes, expert grouping) — is unit tested on CPU machines. The device parts
 //! (`device_weights`, `executor`, `engine`) are checked against the CPU engine by the GPU tests
@@ -23,12 +24,16 @@ pub mod gpu;
 #[cfg(all(test, feature = "cuda"))]
 mod gpu_parity;
 #[cfg(all(test, feature = "cuda"))]
+mod gpu_split;
+#[cfg(all(test, feature = "cuda"))]
 mod gpu_tests;
 #[cfg(feature = "cuda")]
 pub mod kernels;
 pub mod launch;
 pub mod memory;
 pub mod plan;
+pub mod split;
+pub mod stages;
 pub mod stream;
 
 use super::{EngineKnobs, EngineSpec};
@@ -50,7 +55,8 @@ pub fn unavailable_reason() -> Option<String> {
     }
 }
 
-/// Starts the reference engine on CUDA device 0.
+/// Starts the reference engine on CUDA: device 0, or the devices of a two-stage layer split
+/// (see [`stages::map_devices`]).
 pub fn start(spec: &EngineSpec, knobs: &EngineKnobs) -> Result<Box<dyn Engine>, EngineError> {
     #[cfg(feature = "cuda")]
     {
