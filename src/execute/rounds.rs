@@ -83,6 +83,14 @@ pub struct Schedule {
     /// changing ([`AdaptiveRounds`]); `rounds` then lists the orders of up to MAX rounds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_repeats: bool,
+    /// Round index (= repeat index) of `rounds[0]`: 0 for a sweep; a tune's interleaved
+    /// confirmation rounds follow its search repeats, so they start later.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_round: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Schedule {
@@ -105,6 +113,7 @@ impl Schedule {
             seed,
             rounds,
             auto_repeats: false,
+            first_round: 0,
         }
     }
 }

@@ -21,7 +21,8 @@ use crate::results::{Manifest, ResultsError};
 use super::driver::{Answer, Driver};
 use super::history::{History, Objective, RepeatValues};
 use super::space::Space;
-use super::strategy::{build, StrategyKind};
+use super::strategy::StrategyKind;
+use crate::execute::rounds::Order;
 
 /// Relative distance to the grid's best within which a configuration counts as found.
 pub const WITHIN: f64 = 0.02;
@@ -203,7 +204,12 @@ fn rank_percentile(xs: &[Option<usize>], q: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-/// Replay each strategy with seeds `0..seeds` over `values` at `budget` runs.
+/// Replay each strategy with seeds `0..seeds` over `values` at `budget` runs, in `order` (an
+/// interleaved tune's final pick is ★ of its confirmation rounds).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the evaluation's settings; a struct would only rename them"
+)]
 pub fn evaluate(
     space: &Space,
     objective: &Objective,
@@ -212,13 +218,18 @@ pub fn evaluate(
     seeds: u64,
     budget: usize,
     eta: usize,
+    order: Order,
 ) -> Vec<EvalRow> {
     let truth = truth(values, objective);
-    evaluate_against(&truth, space, values, kinds, seeds, budget, eta)
+    evaluate_against(&truth, space, values, kinds, seeds, budget, eta, order)
 }
 
 /// [`evaluate`] against a given truth (a synthetic grid's noise-free values) instead of the
 /// recording's own means.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the evaluation's settings; a struct would only rename them"
+)]
 pub fn evaluate_against(
     truth: &History,
     space: &Space,
@@ -227,6 +238,7 @@ pub fn evaluate_against(
     seeds: u64,
     budget: usize,
     eta: usize,
+    order: Order,
 ) -> Vec<EvalRow> {
     let objective = &truth.objective;
     let tie_set: Vec<usize> = truth
@@ -243,8 +255,16 @@ pub fn evaluate_against(
             let mut tie_hits = Vec::new();
             let mut final_ties = 0usize;
             for seed in 0..seeds {
-                let strategy = build(kind.resolve(space.len(), budget), space.len(), seed, eta);
-                let mut driver = Driver::new(space.clone(), objective.clone(), strategy, budget);
+                let resolved = super::resolve_strategy(kind, space.len(), budget, order);
+                let mut driver = super::new_driver(
+                    space.clone(),
+                    objective.clone(),
+                    resolved,
+                    budget,
+                    seed,
+                    eta,
+                    order,
+                );
                 let mut oracle = ReplayOracle::new(values.to_vec(), seed);
                 let mut hit: Option<usize> = None;
                 let mut tie_hit: Option<usize> = None;
