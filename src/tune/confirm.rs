@@ -290,14 +290,19 @@ impl Confirmation {
                     cell: name(i),
                     values: self.values[pos].clone(),
                     mean: crate::stats::mean(
-                        &self.values[pos].iter().flatten().copied().collect::<Vec<_>>(),
+                        &self.values[pos]
+                            .iter()
+                            .flatten()
+                            .copied()
+                            .collect::<Vec<_>>(),
                     ),
                     p_best: verdict.and_then(|v| v.p_best[pos]),
                     feasible: h.standing(i).feasible,
                     failure: h.configs[i].failure.clone(),
                 })
                 .collect(),
-            tie_set: verdict.map_or_else(Vec::new, |v| v.tie_set.iter().map(|&i| name(i)).collect()),
+            tie_set: verdict
+                .map_or_else(Vec::new, |v| v.tie_set.iter().map(|&i| name(i)).collect()),
             single_winner: verdict.is_some_and(|v| {
                 v.tie_set.len() == 1 && v.rounds_complete >= crate::stats::MIN_REPEATS_FOR_CI
             }),

@@ -233,9 +233,7 @@ impl Driver {
     /// Record the answer to `ask` (from `source`).
     pub fn record(&mut self, ask: &Ask, answer: Answer, source: &str) {
         let i = ask.config;
-        let first_repeat = ask
-            .round
-            .map_or(self.history.repeats(i), |r| r as usize);
+        let first_repeat = ask.round.map_or(self.history.repeats(i), |r| r as usize);
         let (values, failure) = match answer {
             Answer::Measured(v) => (v, None),
             Answer::Failed(reason) => (Vec::new(), Some(reason)),

@@ -336,7 +336,9 @@ pub fn render_summary(doc: &TuneDoc, dir: &Path) -> String {
             if judged == Some(false) {
                 out.push_str("ties: not judged (fewer than 3 complete confirmation rounds)\n");
             } else if doc.ties.is_empty() && judged == Some(true) {
-                out.push_str("ties: none (the paired rule separates every other finalist from it)\n");
+                out.push_str(
+                    "ties: none (the paired rule separates every other finalist from it)\n",
+                );
             } else if doc.ties.is_empty() {
                 out.push_str("ties: none (no other configuration with ≥ 3 repeats is statistically indistinguishable)\n");
             } else {

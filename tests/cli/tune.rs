@@ -371,7 +371,14 @@ fn reuse_answers_cells_an_earlier_sweep_measured_without_running_them() {
     let out = bin()
         .arg("tune")
         .arg(&preset)
-        .args(["--strategy", "grid", "--budget", "18", "--order", "sequential"])
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "18",
+            "--order",
+            "sequential",
+        ])
         .args(["--constraint", "request_rps<=500", "--reuse"])
         .arg(&sweep)
         .args(["--quiet", "--out"])
@@ -472,7 +479,14 @@ fn resume_after_a_real_ctrl_c_reruns_no_finished_trial() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ferrum-bench"))
         .arg("tune")
         .arg(&preset)
-        .args(["--strategy", "grid", "--budget", "12", "--order", "sequential"])
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "12",
+            "--order",
+            "sequential",
+        ])
         .args(["--quiet", "--out"])
         .arg(&root)
         .env(
@@ -559,7 +573,14 @@ fn interleaved_tune(dir: &Path) -> PathBuf {
     let out = bin()
         .arg("tune")
         .arg(&preset)
-        .args(["--strategy", "grid", "--budget", "24", "--order", "interleaved"])
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "24",
+            "--order",
+            "interleaved",
+        ])
         .args(["--constraint", "request_rps<=500", "--seed", "7", "--out"])
         .arg(dir.join("r"))
         .output()
@@ -599,12 +620,20 @@ fn interleaved_tune_confirms_the_finalists_in_rounds_recorded_in_tune_json_and_t
     assert_eq!(finalists.len(), 2, "{c}");
     assert!(finalists.iter().all(|f| f.starts_with("c2")), "{c}");
     assert_eq!(c["first_round"], 3, "after the grid's 3 repeats");
-    assert_eq!((c["rounds_planned"].as_u64(), c["rounds_complete"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (c["rounds_planned"].as_u64(), c["rounds_complete"].as_u64()),
+        (Some(3), Some(3))
+    );
     // Every round runs every finalist once.
     let orders = c["orders"].as_array().unwrap();
     assert_eq!(orders.len(), 3);
     for o in orders {
-        let mut names: Vec<&str> = o.as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        let mut names: Vec<&str> = o
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
         names.sort_unstable();
         let mut want = finalists.clone();
         want.sort_unstable();

@@ -65,7 +65,11 @@ fn drive(n: usize, budget: usize, seed: u64, value: &dyn Fn(usize, usize) -> f64
 
 #[test]
 fn the_reserve_keeps_room_for_two_finalists_where_the_budget_allows() {
-    assert_eq!(reserve(16), 6, "the default m3 budget: 2 finalists × 3 rounds");
+    assert_eq!(
+        reserve(16),
+        6,
+        "the default m3 budget: 2 finalists × 3 rounds"
+    );
     assert_eq!(reserve(24), 6);
     assert_eq!(reserve(36), 9, "one more finalist per 12 runs of budget");
     assert_eq!(reserve(54), 12);
@@ -103,12 +107,18 @@ fn the_budget_shrinks_the_finalists_and_then_the_rounds() {
     assert_eq!(k(5), 1);
     let plan = choose(&h, 0, 5);
     assert!(
-        plan.note.as_deref().unwrap().contains("1 finalist(s) of the 4 wanted"),
+        plan.note
+            .as_deref()
+            .unwrap()
+            .contains("1 finalist(s) of the 4 wanted"),
         "{plan:?}"
     );
     let plan = choose(&h, 0, 2);
     assert_eq!((plan.finalists.len(), plan.rounds), (1, 2));
-    assert!(plan.note.unwrap().contains("2 confirmation round(s) instead of 3"));
+    assert!(plan
+        .note
+        .unwrap()
+        .contains("2 confirmation round(s) instead of 3"));
 }
 
 #[test]
@@ -181,12 +191,18 @@ fn a_clearly_best_finalist_wins_alone_despite_a_drift_that_dwarfs_its_lead() {
     assert_eq!(c.plan.finalists, vec![3, 2]);
     assert_eq!(c.first_round, 3, "past the grid's 3 repeats");
     let v = c.verdict().unwrap();
-    assert_eq!((v.best, v.tie_set.clone(), v.rounds_complete), (3, vec![3], 3));
+    assert_eq!(
+        (v.best, v.tie_set.clone(), v.rounds_complete),
+        (3, vec![3], 3)
+    );
     assert_eq!(d.incumbent(), Some(3));
     assert_eq!(d.runs_used(), 18);
     let doc = c.doc(&d.history, &d.space);
     assert!(doc.single_winner);
-    assert_eq!(doc.method, "paired over 3 interleaved confirmation round(s)");
+    assert_eq!(
+        doc.method,
+        "paired over 3 interleaved confirmation round(s)"
+    );
     assert!(doc.finalists[0].p_best.unwrap() > 0.99);
 }
 
