@@ -333,7 +333,13 @@ pub fn render_summary(doc: &TuneDoc, dir: &Path) -> String {
                 .confirmation
                 .as_ref()
                 .map(|c| c.rounds_complete >= crate::stats::MIN_REPEATS_FOR_CI);
-            if judged == Some(false) {
+            let alone = doc
+                .confirmation
+                .as_ref()
+                .is_some_and(|c| c.finalists.len() == 1);
+            if alone {
+                out.push_str("ties: not judged (only the winner was confirmed: no challenger was measured or fitted in the budget)\n");
+            } else if judged == Some(false) {
                 out.push_str("ties: not judged (fewer than 3 complete confirmation rounds)\n");
             } else if doc.ties.is_empty() && judged == Some(true) {
                 out.push_str(
