@@ -462,6 +462,8 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
         let recorded = replay::load_recorded(replay_dir)?;
         let values = replay::recorded_values(&recorded, &space, &objective)
             .map_err(|e| Error::Usage(format!("--replay {}: {e}", replay_dir.display())))?;
+        // An interleaved recording answers confirmation rounds round by round.
+        let rounds = replay::recorded_rounds(&recorded, &space);
         if let Some(seeds) = choices.evaluate_seeds {
             let kinds = [
                 StrategyKind::Grid,
@@ -479,6 +481,7 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
                 budget,
                 settings.eta,
                 order,
+                rounds.as_deref(),
             );
             crate::cli::print_stdout(&render_evaluation(&rows, seeds, budget, grid_runs, order))?;
             return Ok(0);
@@ -492,7 +495,7 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
             settings.eta,
             order,
         );
-        let mut oracle = replay::ReplayOracle::new(values, settings.seed);
+        let mut oracle = replay::ReplayOracle::new(values, settings.seed).with_rounds(rounds);
         replay::replay(&mut driver, &mut oracle, &mut |_| {});
         let mut doc = doc_template(
             &prepared.preset.name,

@@ -98,11 +98,34 @@ pub fn recorded_values(
         .collect())
 }
 
+/// Per configuration of `space`, the interleaved round of each recorded repeat (in the order of
+/// [`recorded_values`]) when the recording ran in interleaved rounds (every repeat of every
+/// measured cell carries one); `None` otherwise.
+pub fn recorded_rounds(recorded: &Recorded, space: &Space) -> Option<Vec<Vec<u32>>> {
+    let mut any = false;
+    let mut out = Vec::with_capacity(space.len());
+    for c in &space.cells {
+        match recorded.cells.get(&c.name) {
+            Some(RecordedCell::Repeats(r)) => {
+                let rounds = r.iter().map(|s| s.round).collect::<Option<Vec<u32>>>()?;
+                any |= !rounds.is_empty();
+                out.push(rounds);
+            }
+            _ => out.push(Vec::new()),
+        }
+    }
+    any.then_some(out)
+}
+
 /// Answers trials by drawing among recorded repeats.
 #[derive(Debug)]
 pub struct ReplayOracle {
     values: Vec<Result<Vec<RepeatValues>, String>>,
     rng: ChaCha8Rng,
+    /// [`recorded_rounds`], when the recording shares rounds.
+    rounds: Option<Vec<Vec<u32>>>,
+    /// Tune confirmation round → the recorded round that answers it.
+    drawn: BTreeMap<u32, u32>,
 }
 
 impl ReplayOracle {
@@ -112,7 +135,38 @@ impl ReplayOracle {
             values,
             // A different stream from the strategy's, which uses the seed itself.
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7265_706c_6179),
+            rounds: None,
+            drawn: BTreeMap::new(),
         }
+    }
+
+    /// Answer confirmation rounds from the recording's rounds ([`recorded_rounds`]).
+    pub fn with_rounds(mut self, rounds: Option<Vec<Vec<u32>>>) -> ReplayOracle {
+        self.rounds = rounds;
+        self
+    }
+
+    /// One repeat of `config` for the tune's confirmation round `round`. From a recording in
+    /// interleaved rounds every finalist of a round answers with its repeat of the *same*
+    /// recorded round (drawn once per tune round with the seed), so the drift a round shared
+    /// live reaches the pairing; otherwise (or when the cell lacks that round) one draw as
+    /// [`ReplayOracle::answer`] makes.
+    pub fn answer_round(&mut self, config: usize, round: u32) -> Answer {
+        if let (Some(rounds), Ok(v)) = (&self.rounds, &self.values[config]) {
+            let n = rounds.iter().flatten().max().map_or(0, |m| m + 1);
+            if n > 0 {
+                let rng = &mut self.rng;
+                let recorded = *self
+                    .drawn
+                    .entry(round)
+                    .or_insert_with(|| (rng.next_u64() % u64::from(n)) as u32);
+                let at = rounds[config].iter().position(|&r| r == recorded);
+                if let Some(x) = at.and_then(|j| v.get(j)) {
+                    return Answer::Measured(vec![x.clone()]);
+                }
+            }
+        }
+        self.answer(config, 1)
     }
 
     /// `repeats` draws for configuration `config`.
@@ -132,7 +186,10 @@ impl ReplayOracle {
 /// Run `driver` to the end answering from `oracle`; calls `after` after every trial.
 pub fn replay(driver: &mut Driver, oracle: &mut ReplayOracle, after: &mut dyn FnMut(&Driver)) {
     while let Some(ask) = driver.next_trial() {
-        let answer = oracle.answer(ask.config, ask.repeats);
+        let answer = match ask.round {
+            Some(round) => oracle.answer_round(ask.config, round),
+            None => oracle.answer(ask.config, ask.repeats),
+        };
         driver.record(&ask, answer, "replay");
         after(driver);
     }
@@ -219,9 +276,12 @@ pub fn evaluate(
     budget: usize,
     eta: usize,
     order: Order,
+    rounds: Option<&[Vec<u32>]>,
 ) -> Vec<EvalRow> {
     let truth = truth(values, objective);
-    evaluate_against(&truth, space, values, kinds, seeds, budget, eta, order)
+    evaluate_against(
+        &truth, space, values, kinds, seeds, budget, eta, order, rounds,
+    )
 }
 
 /// [`evaluate`] against a given truth (a synthetic grid's noise-free values) instead of the
@@ -239,6 +299,7 @@ pub fn evaluate_against(
     budget: usize,
     eta: usize,
     order: Order,
+    rounds: Option<&[Vec<u32>]>,
 ) -> Vec<EvalRow> {
     let objective = &truth.objective;
     let tie_set: Vec<usize> = truth
@@ -265,7 +326,8 @@ pub fn evaluate_against(
                     eta,
                     order,
                 );
-                let mut oracle = ReplayOracle::new(values.to_vec(), seed);
+                let mut oracle = ReplayOracle::new(values.to_vec(), seed)
+                    .with_rounds(rounds.map(<[Vec<u32>]>::to_vec));
                 let mut hit: Option<usize> = None;
                 let mut tie_hit: Option<usize> = None;
                 replay(&mut driver, &mut oracle, &mut |d| {
@@ -310,6 +372,35 @@ mod synthetic;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confirmation_rounds_of_an_interleaved_recording_answer_from_one_recorded_round() {
+        // Round r of the recording: config 0 measured 100·(r+1), config 1 one more.
+        let values: Vec<Result<Vec<RepeatValues>, String>> = (0..2)
+            .map(|c| {
+                Ok((0..5)
+                    .map(|r| vec![Some(100.0 * (r + 1) as f64 + c as f64)])
+                    .collect())
+            })
+            .collect();
+        let rounds = vec![vec![0, 1, 2, 3, 4], vec![0, 1, 2, 3, 4]];
+        let mut o = ReplayOracle::new(values.clone(), 3).with_rounds(Some(rounds));
+        let value = |a: Answer| match a {
+            Answer::Measured(v) => v[0][0].unwrap(),
+            Answer::Failed(e) => panic!("{e}"),
+        };
+        for round in 7..12 {
+            let (a, b) = (
+                value(o.answer_round(0, round)),
+                value(o.answer_round(1, round)),
+            );
+            assert_eq!(b - a, 1.0, "both from the same recorded round");
+            assert_eq!(value(o.answer_round(0, round)), a, "the same round again");
+        }
+        // Without the rounds, one independent draw.
+        let mut plain = ReplayOracle::new(values, 3);
+        assert!(matches!(plain.answer_round(0, 7), Answer::Measured(v) if v.len() == 1));
+    }
 
     #[test]
     fn rank_percentiles_treat_misses_as_infinite() {

@@ -113,6 +113,7 @@ fn evaluate_landscapes(
             budget,
             3,
             crate::execute::rounds::Order::Sequential,
+            None,
         );
         for (k, r) in rows.iter().enumerate() {
             per[k].0.push(r.median_runs.unwrap_or(budget as f64 + 1.0));
