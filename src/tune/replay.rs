@@ -1,7 +1,8 @@
 //! Answering trials from recorded repeats instead of the engine. `--replay RUN_DIR` draws each
 //! requested repeat (with replacement, with the seed) among a complete grid sweep's recorded
-//! repeats of that cell, so strategies can be compared offline and deterministically;
-//! `--reuse DIR` hands out an earlier run's repeats of a cell in order, once each, before
+//! repeats of that cell, so strategies can be compared offline and deterministically (an
+//! interleaved tune's confirmation round draws one recorded round for all its finalists when the
+//! recording ran in interleaved rounds, keeping the drift they shared); `--reuse DIR` hands out an earlier run's repeats of a cell in order, once each, before
 //! anything is measured again; `--evaluate-strategies` replays every strategy over many seeds
 //! and reports how many runs each needs to first hold a configuration within 2 % of the grid's
 //! best feasible objective.
