@@ -39,6 +39,13 @@ pub struct Args {
     /// Seed of the strategy's random choices (and of replay draws).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How the result is confirmed: `interleaved` (the finalists — the incumbent and its
+    /// closest challengers — run in 3 rounds, each finalist once per round in a seeded order,
+    /// one engine start per finalist per round; winner and ties paired within rounds) or
+    /// `sequential` (the winner topped up to 3 back-to-back repeats; ties by Welch). Default:
+    /// interleaved, sequential for `[engine] kind = "server"`.
+    #[arg(long, value_name = "ORDER", value_parser = parse_order)]
+    order: Option<crate::execute::rounds::Order>,
     /// Reduction factor of halving: keep the best 1/η each rung.
     #[arg(long, default_value_t = DEFAULT_ETA as u64, value_parser = clap::value_parser!(u64).range(2..=10))]
     eta: u64,
@@ -71,6 +78,10 @@ pub struct Args {
     report: super::report::AfterRunOpts,
 }
 
+fn parse_order(text: &str) -> Result<crate::execute::rounds::Order, String> {
+    text.parse()
+}
+
 /// Run the tune.
 pub fn run(args: Args) -> Result<i32, Error> {
     let mut base = common::choices(
@@ -92,6 +103,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
             strategy: args.strategy,
             seed: args.seed,
             eta: args.eta as usize,
+            order: args.order,
         },
         reuse: args.reuse,
         replay: args.replay,

@@ -90,6 +90,14 @@ pub struct Schedule {
     /// Every re-measurement made, in the order it ran ([`super::rerun`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reruns: Vec<super::rerun::RerunRecord>,
+    /// Round index (= repeat index) of `rounds[0]`: 0 for a sweep; a tune's interleaved
+    /// confirmation rounds follow its search repeats, so they start later.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_round: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Schedule {
@@ -114,6 +122,7 @@ impl Schedule {
             auto_repeats: false,
             rerun_noisy: None,
             reruns: Vec::new(),
+            first_round: 0,
         }
     }
 }

@@ -1,10 +1,15 @@
 //! The tuning loop independent of how a trial is answered: ask the strategy, record the answer
 //! in the history, and at the end make sure the winner has ≥ 3 repeats (the budget keeps room
-//! for that top-up). Live runs, `--resume`, `--reuse` and `--replay` all answer trials for the
-//! same driver, so a replay exercises exactly the decisions a live tune makes.
+//! for that top-up) — or, in `--order interleaved`, decide the winner in interleaved
+//! confirmation rounds of the finalists ([`super::confirm`]; the budget keeps room for those).
+//! Live runs, `--resume`, `--reuse` and `--replay` all answer trials for the same driver, so a
+//! replay exercises exactly the decisions a live tune makes.
 
 use serde::Serialize;
 
+use crate::execute::rounds::Order;
+
+use super::confirm::{self, Confirmation};
 use super::history::{History, Objective, RepeatValues};
 use super::space::Space;
 use super::strategy::{Ask, Strategy, FINAL_REPEATS};
@@ -38,6 +43,10 @@ pub struct Trial {
     pub repeats: usize,
     /// Repeats of the configuration after this trial.
     pub total_repeats: usize,
+    /// The interleaved confirmation round this repeat ran in (its repeat index, shared by every
+    /// finalist of the round, as `stats.json` records it); absent for search trials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
     /// Per-repeat values of this trial: objective first, then each constraint's metric.
     pub values: Vec<RepeatValues>,
     /// The configuration's objective mean after this trial.
@@ -71,6 +80,10 @@ pub struct Driver {
     pub trials: Vec<Trial>,
     strategy: Box<dyn Strategy>,
     strategy_done: bool,
+    order: Order,
+    seed: u64,
+    /// The confirmation rounds, once an interleaved tune has chosen its finalists.
+    pub confirm: Option<Confirmation>,
 }
 
 impl Driver {
@@ -89,7 +102,24 @@ impl Driver {
             trials: Vec::new(),
             strategy,
             strategy_done: false,
+            order: Order::Sequential,
+            seed: 0,
+            confirm: None,
         }
+    }
+
+    /// Decide the result in interleaved confirmation rounds (`--order interleaved`), round
+    /// orders and P(best) seeded from the tune's `seed`. Without this the driver is sequential:
+    /// the incumbent is topped up to the final repeat count and ties use Welch.
+    pub fn interleaved(mut self, seed: u64) -> Driver {
+        self.order = Order::Interleaved;
+        self.seed = seed;
+        self
+    }
+
+    /// `interleaved` or `sequential`.
+    pub fn order(&self) -> Order {
+        self.order
     }
 
     /// Runs used.
@@ -97,8 +127,12 @@ impl Driver {
         self.history.runs()
     }
 
-    /// The configuration the strategy would pick now (see [`Strategy::incumbent`]).
+    /// The configuration the tune would pick now: ★ of the confirmation rounds once one is
+    /// complete, else what the strategy would pick (see [`Strategy::incumbent`]).
     pub fn incumbent(&self) -> Option<usize> {
+        if let Some(v) = self.confirm.as_ref().and_then(Confirmation::verdict) {
+            return Some(v.best);
+        }
         self.strategy.incumbent(&self.history, &self.space)
     }
 
@@ -108,6 +142,9 @@ impl Driver {
         let left = self.budget.saturating_sub(self.runs_used());
         if left == 0 {
             return None;
+        }
+        if self.order == Order::Interleaved {
+            return self.next_interleaved(left);
         }
         // Keep room to bring the current incumbent to the final repeat count.
         let reserve = self
@@ -128,14 +165,75 @@ impl Driver {
         (self.history.configs[inc].failure.is_none() && have < FINAL_REPEATS).then(|| Ask {
             config: inc,
             repeats: (FINAL_REPEATS - have).min(left),
+            round: None,
             reason: format!("finalist: the incumbent to {FINAL_REPEATS} repeats"),
+        })
+    }
+
+    /// The next trial of an interleaved tune: the strategy's until the reserve, then the
+    /// confirmation rounds.
+    fn next_interleaved(&mut self, left: usize) -> Option<Ask> {
+        if self.confirm.is_none() {
+            let reserve = confirm::reserve(self.budget);
+            if !self.strategy_done && left > reserve {
+                match self
+                    .strategy
+                    .ask(&self.history, &self.space, left - reserve)
+                {
+                    Some(ask) => return Some(ask),
+                    None => self.strategy_done = true,
+                }
+            }
+            let inc = self
+                .strategy
+                .incumbent(&self.history, &self.space)
+                .filter(|&i| self.history.configs[i].failure.is_none())?;
+            let plan = confirm::choose(&self.history, inc, left);
+            // Round r of every finalist is the same repeat index, past every repeat they have.
+            let first_round = plan
+                .finalists
+                .iter()
+                .map(|&f| self.history.repeats(f))
+                .max()
+                .unwrap_or(0);
+            self.confirm = Some(Confirmation::new(plan, first_round, self.seed));
+        }
+        let c = self.confirm.as_ref()?;
+        let (pos, r) = c.next(&self.history)?;
+        let k = c.plan.finalists.len();
+        Some(Ask {
+            config: c.plan.finalists[pos],
+            repeats: 1,
+            round: Some((c.first_round + r) as u32),
+            reason: format!(
+                "confirmation round {} of {}: {k} finalist(s) in a seeded order",
+                r + 1,
+                c.plan.rounds
+            ),
+        })
+    }
+
+    /// The manifest's `schedule` of an interleaved tune (its confirmation rounds once chosen).
+    pub fn schedule(&self) -> Option<crate::execute::rounds::Schedule> {
+        if self.order != Order::Interleaved {
+            return None;
+        }
+        Some(match &self.confirm {
+            Some(c) => c.schedule(&self.space),
+            None => crate::execute::rounds::Schedule {
+                order: Order::Interleaved,
+                seed: crate::execute::rounds::order_seed(self.seed),
+                rounds: Vec::new(),
+                auto_repeats: false,
+                first_round: 0,
+            },
         })
     }
 
     /// Record the answer to `ask` (from `source`).
     pub fn record(&mut self, ask: &Ask, answer: Answer, source: &str) {
         let i = ask.config;
-        let first_repeat = self.history.repeats(i);
+        let first_repeat = ask.round.map_or(self.history.repeats(i), |r| r as usize);
         let (values, failure) = match answer {
             Answer::Measured(v) => (v, None),
             Answer::Failed(reason) => (Vec::new(), Some(reason)),
@@ -145,6 +243,12 @@ impl Driver {
             .extend(values.iter().cloned());
         if failure.is_some() {
             self.history.configs[i].failure.clone_from(&failure);
+        }
+        if let (Some(c), Some(_)) = (self.confirm.as_mut(), ask.round) {
+            if let Some((pos, r)) = c.slot(i, first_repeat) {
+                let value = values.first().and_then(|v| v.first().copied().flatten());
+                c.record(&self.history, pos, r, value);
+            }
         }
         let standing = self.history.standing(i);
         let cell = &self.space.cells[i];
@@ -158,6 +262,7 @@ impl Driver {
             first_repeat,
             repeats: values.len(),
             total_repeats: standing.repeats,
+            round: ask.round,
             values,
             objective_mean: standing.mean,
             feasible: standing.feasible,

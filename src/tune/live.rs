@@ -1,7 +1,8 @@
 //! A tune on the engine: the driver becomes a [`CellSource`] of the execution loop. Each trial is
 //! a unit of the chosen cell's next repeats; a unit whose repeats are already in the run
 //! directory (a `--resume`, or cells copied from a `--reuse` directory) is answered from disk
-//! without running, so a resumed tune replays its decisions and reruns no finished trial.
+//! without running, so a resumed tune replays its decisions and reruns no finished trial — nor
+//! any finished (finalist, round) of an interleaved confirmation, found by its repeat index.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,13 +78,15 @@ impl TunerSource {
     /// The document as it stands.
     pub fn current_doc(&self) -> TuneDoc {
         let mut doc = self.doc.clone();
-        let (best, ties, pareto, notes) = summarize(&self.driver);
+        let summary = summarize(&self.driver);
         doc.trials.clone_from(&self.driver.trials);
         doc.runs_used = self.driver.runs_used();
-        doc.best = best;
-        doc.ties = ties;
-        doc.pareto = pareto;
-        doc.notes = notes;
+        doc.best = summary.best;
+        doc.ties = summary.ties;
+        doc.pareto = summary.pareto;
+        doc.notes = summary.notes;
+        doc.method = summary.method;
+        doc.confirmation = summary.confirmation;
         doc
     }
 
@@ -168,14 +171,19 @@ impl CellSource for TunerSource {
                 self.save();
                 continue;
             }
-            let first_repeat = self.driver.history.repeats(ask.config) as u32;
+            // A confirmation repeat runs at its round's repeat index (shared by the round's
+            // finalists, recorded as the repeat's `round`); a search trial continues the cell.
+            let first_repeat = ask
+                .round
+                .unwrap_or(self.driver.history.repeats(ask.config) as u32);
             let repeats = ask.repeats as u32;
+            let round = ask.round;
             self.pending = Some(ask);
             return Some(WorkUnit {
                 cell,
                 first_repeat,
                 repeats,
-                round: None,
+                round,
                 rerun: false,
             });
         }

@@ -5,10 +5,12 @@
 //!
 //! The pieces: [`constraint`] (`--constraint` parsing and violations), [`space`] (valid cells
 //! with ordinal coordinates), [`history`] (ranking, ties, Pareto), [`strategy`] (grid, random,
-//! halving, model), [`driver`] (the loop, independent of how trials are answered), [`live`]
+//! halving, model), [`confirm`] (`--order interleaved`: the finalists' interleaved confirmation
+//! rounds and their paired verdict), [`driver`] (the loop, independent of how trials are answered), [`live`]
 //! (the driver as the execution loop's cell source), [`replay`] (recorded answers and the
 //! strategy evaluation) and [`output`] (`tune.json`, `best.toml`, overlays).
 
+pub mod confirm;
 pub mod constraint;
 pub mod driver;
 pub mod history;
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Cancel;
 use crate::error::Error;
+use crate::execute::rounds::Order;
 use crate::execute::{check_resumed_cells, run_units, CellBackend, ExecuteOptions, SweepTarget};
 use crate::measure::CellStatus;
 use crate::metric::{Direction, Metric};
@@ -89,6 +92,10 @@ pub struct TuneSettings {
     pub seed: u64,
     /// `--eta` of halving.
     pub eta: usize,
+    /// `--order` (resolved to the engine kind's default when the tune starts); absent in
+    /// `tune.json` files written before the flag existed, which were sequential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Order>,
 }
 
 /// What the user asked for.
@@ -159,6 +166,35 @@ pub fn valid_space(prepared: &Prepared) -> (Space, SpaceInfo) {
     (Space::new(cells), info)
 }
 
+/// The strategy `kind` runs as, for a space of `n` configurations and `budget` runs: `auto`
+/// resolves on the runs the search may use (an interleaved tune keeps [`confirm::reserve`] for
+/// its confirmation rounds).
+pub fn resolve_strategy(kind: StrategyKind, n: usize, budget: usize, order: Order) -> StrategyKind {
+    let search = match order {
+        Order::Interleaved => budget.saturating_sub(confirm::reserve(budget)),
+        Order::Sequential => budget,
+    };
+    kind.resolve(n, search)
+}
+
+/// A driver over `space` for a tune with these settings (`kind` resolved).
+pub fn new_driver(
+    space: Space,
+    objective: Objective,
+    kind: StrategyKind,
+    budget: usize,
+    seed: u64,
+    eta: usize,
+    order: Order,
+) -> Driver {
+    let strategy = build(kind, space.len(), seed, eta);
+    let driver = Driver::new(space, objective, strategy, budget);
+    match order {
+        Order::Interleaved => driver.interleaved(seed),
+        Order::Sequential => driver,
+    }
+}
+
 /// Budget in runs: `--budget N`, a duration converted with the planning estimate of a repeat,
 /// or by default 30 % of the grid's runs (at least one finalist's repeats).
 pub fn budget_runs(budget: Option<Budget>, space: &Space, prepared: &Prepared) -> usize {
@@ -219,6 +255,8 @@ fn doc_template(
         ties: Vec::new(),
         pareto: Vec::new(),
         notes: Vec::new(),
+        method: "welch".into(),
+        confirmation: None,
     }
 }
 
@@ -234,18 +272,49 @@ fn write_outputs(dir: &Path, doc: &TuneDoc) -> Result<(), Error> {
 /// Human summary of a finished tune (stdout).
 pub fn render_summary(doc: &TuneDoc, dir: &Path) -> String {
     let mut out = format!(
-        "tune `{}`: strategy {} (seed {}), {} of {} run(s) used, {} trial(s)\n",
+        "tune `{}`: strategy {} (seed {}, order {}), {} of {} run(s) used, {} trial(s); winner and ties: {}\n",
         doc.preset,
         doc.strategy.as_str(),
         doc.seed,
+        doc.settings.order.unwrap_or(Order::Sequential).as_str(),
         doc.runs_used,
         doc.budget,
-        doc.trials.len()
+        doc.trials.len(),
+        doc.method
     );
+    if let Some(c) = &doc.confirmation {
+        out.push_str(&format!(
+            "confirmation: {} finalist(s), {} of {} round(s) complete: {}\n",
+            c.finalists.len(),
+            c.rounds_complete,
+            c.rounds_planned,
+            c.finalists
+                .iter()
+                .map(|f| format!(
+                    "{} (P(best) {})",
+                    f.cell,
+                    crate::report::ranking::p_text(f.p_best)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let no_single_winner = doc
+        .confirmation
+        .as_ref()
+        .is_some_and(|c| c.tie_set.len() > 1);
     match &doc.best {
         Some(b) => {
+            if no_single_winner {
+                out.push_str(&format!(
+                    "no single winner: a tie set of {} ({}); ★ below has the highest P(best)\n",
+                    doc.ties.len() + 1,
+                    doc.method
+                ));
+            }
             out.push_str(&format!(
-                "best: {} — {} {} = {}{} over {} repeat(s){}\n",
+                "{}: {} — {} {} = {}{} over {} repeat(s){}\n",
+                if no_single_winner { "★" } else { "best" },
                 b.cell,
                 doc.direction,
                 doc.objective,
@@ -260,7 +329,23 @@ pub fn render_summary(doc: &TuneDoc, dir: &Path) -> String {
                     " (violates a constraint)"
                 }
             ));
-            if doc.ties.is_empty() {
+            let judged = doc
+                .confirmation
+                .as_ref()
+                .map(|c| c.rounds_complete >= crate::stats::MIN_REPEATS_FOR_CI);
+            let alone = doc
+                .confirmation
+                .as_ref()
+                .is_some_and(|c| c.finalists.len() == 1);
+            if alone {
+                out.push_str("ties: not judged (only the winner was confirmed: no challenger was measured or fitted in the budget)\n");
+            } else if judged == Some(false) {
+                out.push_str("ties: not judged (fewer than 3 complete confirmation rounds)\n");
+            } else if doc.ties.is_empty() && judged == Some(true) {
+                out.push_str(
+                    "ties: none (the paired rule separates every other finalist from it)\n",
+                );
+            } else if doc.ties.is_empty() {
                 out.push_str("ties: none (no other configuration with ≥ 3 repeats is statistically indistinguishable)\n");
             } else {
                 out.push_str(&format!(
@@ -288,6 +373,7 @@ pub fn render_evaluation(
     seeds: u64,
     budget: usize,
     grid_runs: usize,
+    order: Order,
 ) -> String {
     let runs = |x: Option<f64>| {
         x.map_or(format!("> {budget}"), |r| {
@@ -295,7 +381,8 @@ pub fn render_evaluation(
         })
     };
     let mut out = format!(
-        "Replay of a {grid_runs}-run grid, {seeds} seeds, budget {budget} runs; runs until the incumbent is first within 2 % of the grid's best feasible objective (and until it is first in the grid's tie set: the best plus the configurations the compare rule cannot tell apart from it):\n\n| strategy | median runs (share of grid) | p90 runs | reached within budget | final pick within 2 % | median runs to the grid's tie set | final pick in the tie set |\n|---|---|---|---|---|---|---|\n"
+        "Replay of a {grid_runs}-run grid, {seeds} seeds, budget {budget} runs, order {}; runs until the incumbent is first within 2 % of the grid's best feasible objective (and until it is first in the grid's tie set: the best plus the configurations the compare rule cannot tell apart from it):\n\n| strategy | median runs (share of grid) | p90 runs | reached within budget | final pick within 2 % | median runs to the grid's tie set | final pick in the tie set |\n|---|---|---|---|---|---|---|\n",
+        order.as_str()
     );
     for r in rows {
         out.push_str(&format!(
@@ -325,18 +412,35 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
         }
         None => None,
     };
-    let (base, settings) = match &resumed {
+    let (base, mut settings) = match &resumed {
         Some((dir, _, manifest, settings)) => {
             let (c, notes) = orchestrate::resume_choices(&choices.base, dir, manifest)?;
             for n in notes {
                 eprintln!("warning: {n}");
             }
-            (c, settings.clone())
+            // The order is the run's (a tune.json without one was sequential).
+            let mut recorded = settings.clone();
+            let order = *recorded.order.get_or_insert(Order::Sequential);
+            if let Some(asked) = choices.settings.order.filter(|o| *o != order) {
+                return Err(Error::Results(ResultsError::Resume {
+                    path: dir.root.display().to_string(),
+                    reason: format!(
+                        "--order {} differs from the tune's {}; resume without --order",
+                        asked.as_str(),
+                        order.as_str()
+                    ),
+                }));
+            }
+            (c, recorded)
         }
         None => (choices.base.clone(), choices.settings.clone()),
     };
     let objective = settings.objective()?;
     let prepared = orchestrate::prepare(&base)?;
+    // `--order`, else the engine kind's default, as `sweep` does.
+    let order = *settings
+        .order
+        .get_or_insert_with(|| Order::default_for(prepared.engines.config().kind()));
     for warning in &prepared.warnings {
         eprintln!("warning: {warning}");
     }
@@ -352,12 +456,14 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
         )));
     }
     let budget = budget_runs(settings.budget, &space, &prepared);
-    let kind = settings.strategy.resolve(space.len(), budget);
+    let kind = resolve_strategy(settings.strategy, space.len(), budget, order);
     let grid_runs = space.len() * FINAL_REPEATS;
     if let Some(replay_dir) = &choices.replay {
         let recorded = replay::load_recorded(replay_dir)?;
         let values = replay::recorded_values(&recorded, &space, &objective)
             .map_err(|e| Error::Usage(format!("--replay {}: {e}", replay_dir.display())))?;
+        // An interleaved recording answers confirmation rounds round by round.
+        let rounds = replay::recorded_rounds(&recorded, &space);
         if let Some(seeds) = choices.evaluate_seeds {
             let kinds = [
                 StrategyKind::Grid,
@@ -374,13 +480,22 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
                 seeds,
                 budget,
                 settings.eta,
+                order,
+                rounds.as_deref(),
             );
-            crate::cli::print_stdout(&render_evaluation(&rows, seeds, budget, grid_runs))?;
+            crate::cli::print_stdout(&render_evaluation(&rows, seeds, budget, grid_runs, order))?;
             return Ok(0);
         }
-        let strategy = build(kind, space.len(), settings.seed, settings.eta);
-        let mut driver = Driver::new(space, objective.clone(), strategy, budget);
-        let mut oracle = replay::ReplayOracle::new(values, settings.seed);
+        let mut driver = new_driver(
+            space,
+            objective.clone(),
+            kind,
+            budget,
+            settings.seed,
+            settings.eta,
+            order,
+        );
+        let mut oracle = replay::ReplayOracle::new(values, settings.seed).with_rounds(rounds);
         replay::replay(&mut driver, &mut oracle, &mut |_| {});
         let mut doc = doc_template(
             &prepared.preset.name,
@@ -418,6 +533,7 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
         kind.as_str(),
         settings.strategy.as_str()
     );
+    eprintln!("{}", order_line(order, budget));
     let preset_info = PresetInfo::new(
         &prepared.preset.name,
         &prepared.preset.path,
@@ -462,6 +578,16 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
                 prepared.workload_hash.clone(),
             );
             manifest.identity = Some(identity);
+            // Interleaved: the confirmation's rounds are filled in once the finalists are known.
+            if order == Order::Interleaved {
+                manifest.schedule = Some(crate::execute::rounds::Schedule {
+                    order,
+                    seed: crate::execute::rounds::order_seed(settings.seed),
+                    rounds: Vec::new(),
+                    auto_repeats: false,
+                    first_round: 0,
+                });
+            }
             let (dir, lock) = RunDir::create_with_manifest(&base.out, &manifest)?;
             (dir, lock, manifest, BTreeMap::new())
         }
@@ -476,8 +602,15 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
             reuse.len()
         );
     }
-    let strategy = build(kind, space.len(), settings.seed, settings.eta);
-    let driver = Driver::new(space, objective.clone(), strategy, budget);
+    let driver = new_driver(
+        space,
+        objective.clone(),
+        kind,
+        budget,
+        settings.seed,
+        settings.eta,
+        order,
+    );
     let doc = doc_template(
         &prepared.preset.name,
         &settings,
@@ -516,6 +649,11 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
     if let Some(e) = source.error.take() {
         return Err(e.into());
     }
+    // The manifest records the confirmation rounds as run (finalists, seed, every order).
+    if let Some(schedule) = source.driver.schedule() {
+        manifest.schedule = Some(schedule);
+        dir.write_manifest(&manifest)?;
+    }
     let doc = source.current_doc();
     write_outputs(&dir.root, &doc)?;
     crate::cli::print_stdout(&render_summary(&doc, &dir.root))?;
@@ -528,6 +666,21 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
         return Ok(summary.exit_code());
     }
     Ok(if doc.best.is_some() { 0 } else { 3 })
+}
+
+/// The stderr line on the order and what it costs.
+fn order_line(order: Order, budget: usize) -> String {
+    match order {
+        Order::Interleaved => {
+            let reserve = confirm::reserve(budget);
+            format!(
+                "order: interleaved: the search keeps {reserve} run(s) for the result: up to {} finalist(s) (the incumbent and its closest challengers) measured in {} interleaved rounds, every finalist once per round in a seeded order, one engine start per finalist per round; winner and ties paired within rounds",
+                (reserve / confirm::CONFIRM_ROUNDS).max(1),
+                confirm::CONFIRM_ROUNDS
+            )
+        }
+        Order::Sequential => "order: sequential: the winner is topped up to 3 back-to-back repeats (one engine start); ties by Welch".into(),
+    }
 }
 
 /// The settings recorded in a tune run's `tune.json`.

@@ -128,6 +128,13 @@ pub struct TuneDoc {
     pub pareto: Vec<ParetoFront>,
     /// Notes (e.g. the winner has fewer than 3 repeats).
     pub notes: Vec<String>,
+    /// How the winner and the ties were decided: `welch` (back-to-back repeats, the sequential
+    /// order) or `paired over N interleaved confirmation round(s)`.
+    pub method: String,
+    /// The interleaved confirmation rounds (finalists, seeds, round orders, per-round values,
+    /// P(best), tie set), once an interleaved tune has chosen its finalists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<super::confirm::ConfirmationDoc>,
 }
 
 /// The execution loop's observer during a tune: the tuner prints one line per trial itself, so
@@ -163,13 +170,54 @@ pub fn pick(driver: &Driver, i: usize) -> Pick {
     }
 }
 
+/// What [`summarize`] derives from the driver's state.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The winner (★ of the confirmation when there is one).
+    pub best: Option<Pick>,
+    /// The winner's ties.
+    pub ties: Vec<Pick>,
+    /// Pareto fronts.
+    pub pareto: Vec<ParetoFront>,
+    /// Notes.
+    pub notes: Vec<String>,
+    /// [`TuneDoc::method`].
+    pub method: String,
+    /// [`TuneDoc::confirmation`].
+    pub confirmation: Option<super::confirm::ConfirmationDoc>,
+}
+
 /// Everything but the identity fields, from the driver's state.
-pub fn summarize(driver: &Driver) -> (Option<Pick>, Vec<Pick>, Vec<ParetoFront>, Vec<String>) {
+pub fn summarize(driver: &Driver) -> Summary {
     let h = &driver.history;
     let best = driver
         .incumbent()
         .filter(|&i| h.configs[i].failure.is_none());
     let mut notes = Vec::new();
+    let verdict = driver
+        .confirm
+        .as_ref()
+        .and_then(|c| c.verdict().map(|v| (c, v)));
+    if let Some(c) = &driver.confirm {
+        notes.extend(c.plan.note.clone());
+    }
+    if let Some((c, v)) = verdict {
+        if v.rounds_complete < crate::stats::MIN_REPEATS_FOR_CI {
+            notes.push(format!(
+                "only {} of {} confirmation round(s) complete: the paired rule needs {} to separate finalists, so no tie set is judged and no single winner is claimed",
+                v.rounds_complete,
+                c.plan.rounds,
+                crate::stats::MIN_REPEATS_FOR_CI
+            ));
+        } else if v.tie_set.len() > 1 {
+            notes.push(format!(
+                "no single winner: {} configurations tie over the confirmation rounds (the paired compare rule cannot tell them apart); `best` is the one with the highest P(best), and any of the tie set is as good at this noise level",
+                v.tie_set.len()
+            ));
+        }
+    } else if driver.order() == crate::execute::rounds::Order::Interleaved && best.is_some() {
+        notes.push("the confirmation rounds did not complete a round (budget or interrupt): winner and ties by Welch on back-to-back repeats".into());
+    }
     if let Some(b) = best {
         let s = h.standing(b);
         if s.repeats < super::strategy::FINAL_REPEATS {
@@ -185,9 +233,22 @@ pub fn summarize(driver: &Driver) -> (Option<Pick>, Vec<Pick>, Vec<ParetoFront>,
     } else {
         notes.push("no configuration could be measured".into());
     }
-    let ties = best
-        .map(|b| h.ties(b).into_iter().map(|i| pick(driver, i)).collect())
-        .unwrap_or_default();
+    let ties = match verdict {
+        Some((_, v)) => v
+            .tie_set
+            .iter()
+            .filter(|&&i| Some(i) != best)
+            .map(|&i| pick(driver, i))
+            .collect(),
+        None => best
+            .map(|b| h.ties(b).into_iter().map(|i| pick(driver, i)).collect())
+            .unwrap_or_default(),
+    };
+    let method = match verdict {
+        Some((c, _)) => c.method(),
+        None => "welch".to_string(),
+    };
+    let confirmation = driver.confirm.as_ref().map(|c| c.doc(h, &driver.space));
     let pareto = h
         .objective
         .constraints
@@ -207,7 +268,14 @@ pub fn summarize(driver: &Driver) -> (Option<Pick>, Vec<Pick>, Vec<ParetoFront>,
                 .collect(),
         })
         .collect();
-    (best.map(|b| pick(driver, b)), ties, pareto, notes)
+    Summary {
+        best: best.map(|b| pick(driver, b)),
+        ties,
+        pareto,
+        notes,
+        method,
+        confirmation,
+    }
 }
 
 /// Write `doc` as `dir/tune.json` (atomically).
@@ -230,6 +298,17 @@ pub fn best_toml(doc: &TuneDoc) -> Option<String> {
         if best.feasible { "" } else { ", infeasible" },
         best.load,
     );
+    if let Some(c) = doc.confirmation.as_ref().filter(|c| c.tie_set.len() > 1) {
+        // No single winner is claimed: say so where the overlay is applied, too.
+        let note = format!(
+            "# No single winner: this is ★ (highest P(best)) of a tie set of {} ({}; {}); any of them is as good.\n",
+            c.tie_set.len(),
+            c.tie_set.join(", "),
+            c.method
+        );
+        let at = out.find("[env]\n").unwrap_or(out.len());
+        out.insert_str(at, &note);
+    }
     for (k, v) in &best.knobs {
         let value = if v.parse::<i64>().is_ok() {
             v.clone()

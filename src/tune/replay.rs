@@ -1,7 +1,8 @@
 //! Answering trials from recorded repeats instead of the engine. `--replay RUN_DIR` draws each
 //! requested repeat (with replacement, with the seed) among a complete grid sweep's recorded
-//! repeats of that cell, so strategies can be compared offline and deterministically;
-//! `--reuse DIR` hands out an earlier run's repeats of a cell in order, once each, before
+//! repeats of that cell, so strategies can be compared offline and deterministically (an
+//! interleaved tune's confirmation round draws one recorded round for all its finalists when the
+//! recording ran in interleaved rounds, keeping the drift they shared); `--reuse DIR` hands out an earlier run's repeats of a cell in order, once each, before
 //! anything is measured again; `--evaluate-strategies` replays every strategy over many seeds
 //! and reports how many runs each needs to first hold a configuration within 2 % of the grid's
 //! best feasible objective.
@@ -21,7 +22,8 @@ use crate::results::{Manifest, ResultsError};
 use super::driver::{Answer, Driver};
 use super::history::{History, Objective, RepeatValues};
 use super::space::Space;
-use super::strategy::{build, StrategyKind};
+use super::strategy::StrategyKind;
+use crate::execute::rounds::Order;
 
 /// Relative distance to the grid's best within which a configuration counts as found.
 pub const WITHIN: f64 = 0.02;
@@ -97,11 +99,34 @@ pub fn recorded_values(
         .collect())
 }
 
+/// Per configuration of `space`, the interleaved round of each recorded repeat (in the order of
+/// [`recorded_values`]) when the recording ran in interleaved rounds (every repeat of every
+/// measured cell carries one); `None` otherwise.
+pub fn recorded_rounds(recorded: &Recorded, space: &Space) -> Option<Vec<Vec<u32>>> {
+    let mut any = false;
+    let mut out = Vec::with_capacity(space.len());
+    for c in &space.cells {
+        match recorded.cells.get(&c.name) {
+            Some(RecordedCell::Repeats(r)) => {
+                let rounds = r.iter().map(|s| s.round).collect::<Option<Vec<u32>>>()?;
+                any |= !rounds.is_empty();
+                out.push(rounds);
+            }
+            _ => out.push(Vec::new()),
+        }
+    }
+    any.then_some(out)
+}
+
 /// Answers trials by drawing among recorded repeats.
 #[derive(Debug)]
 pub struct ReplayOracle {
     values: Vec<Result<Vec<RepeatValues>, String>>,
     rng: ChaCha8Rng,
+    /// [`recorded_rounds`], when the recording shares rounds.
+    rounds: Option<Vec<Vec<u32>>>,
+    /// Tune confirmation round → the recorded round that answers it.
+    drawn: BTreeMap<u32, u32>,
 }
 
 impl ReplayOracle {
@@ -111,7 +136,38 @@ impl ReplayOracle {
             values,
             // A different stream from the strategy's, which uses the seed itself.
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7265_706c_6179),
+            rounds: None,
+            drawn: BTreeMap::new(),
         }
+    }
+
+    /// Answer confirmation rounds from the recording's rounds ([`recorded_rounds`]).
+    pub fn with_rounds(mut self, rounds: Option<Vec<Vec<u32>>>) -> ReplayOracle {
+        self.rounds = rounds;
+        self
+    }
+
+    /// One repeat of `config` for the tune's confirmation round `round`. From a recording in
+    /// interleaved rounds every finalist of a round answers with its repeat of the *same*
+    /// recorded round (drawn once per tune round with the seed), so the drift a round shared
+    /// live reaches the pairing; otherwise (or when the cell lacks that round) one draw as
+    /// [`ReplayOracle::answer`] makes.
+    pub fn answer_round(&mut self, config: usize, round: u32) -> Answer {
+        if let (Some(rounds), Ok(v)) = (&self.rounds, &self.values[config]) {
+            let n = rounds.iter().flatten().max().map_or(0, |m| m + 1);
+            if n > 0 {
+                let rng = &mut self.rng;
+                let recorded = *self
+                    .drawn
+                    .entry(round)
+                    .or_insert_with(|| (rng.next_u64() % u64::from(n)) as u32);
+                let at = rounds[config].iter().position(|&r| r == recorded);
+                if let Some(x) = at.and_then(|j| v.get(j)) {
+                    return Answer::Measured(vec![x.clone()]);
+                }
+            }
+        }
+        self.answer(config, 1)
     }
 
     /// `repeats` draws for configuration `config`.
@@ -131,7 +187,10 @@ impl ReplayOracle {
 /// Run `driver` to the end answering from `oracle`; calls `after` after every trial.
 pub fn replay(driver: &mut Driver, oracle: &mut ReplayOracle, after: &mut dyn FnMut(&Driver)) {
     while let Some(ask) = driver.next_trial() {
-        let answer = oracle.answer(ask.config, ask.repeats);
+        let answer = match ask.round {
+            Some(round) => oracle.answer_round(ask.config, round),
+            None => oracle.answer(ask.config, ask.repeats),
+        };
         driver.record(&ask, answer, "replay");
         after(driver);
     }
@@ -203,7 +262,12 @@ fn rank_percentile(xs: &[Option<usize>], q: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-/// Replay each strategy with seeds `0..seeds` over `values` at `budget` runs.
+/// Replay each strategy with seeds `0..seeds` over `values` at `budget` runs, in `order` (an
+/// interleaved tune's final pick is ★ of its confirmation rounds).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the evaluation's settings; a struct would only rename them"
+)]
 pub fn evaluate(
     space: &Space,
     objective: &Objective,
@@ -212,13 +276,21 @@ pub fn evaluate(
     seeds: u64,
     budget: usize,
     eta: usize,
+    order: Order,
+    rounds: Option<&[Vec<u32>]>,
 ) -> Vec<EvalRow> {
     let truth = truth(values, objective);
-    evaluate_against(&truth, space, values, kinds, seeds, budget, eta)
+    evaluate_against(
+        &truth, space, values, kinds, seeds, budget, eta, order, rounds,
+    )
 }
 
 /// [`evaluate`] against a given truth (a synthetic grid's noise-free values) instead of the
 /// recording's own means.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the evaluation's settings; a struct would only rename them"
+)]
 pub fn evaluate_against(
     truth: &History,
     space: &Space,
@@ -227,6 +299,8 @@ pub fn evaluate_against(
     seeds: u64,
     budget: usize,
     eta: usize,
+    order: Order,
+    rounds: Option<&[Vec<u32>]>,
 ) -> Vec<EvalRow> {
     let objective = &truth.objective;
     let tie_set: Vec<usize> = truth
@@ -243,9 +317,18 @@ pub fn evaluate_against(
             let mut tie_hits = Vec::new();
             let mut final_ties = 0usize;
             for seed in 0..seeds {
-                let strategy = build(kind.resolve(space.len(), budget), space.len(), seed, eta);
-                let mut driver = Driver::new(space.clone(), objective.clone(), strategy, budget);
-                let mut oracle = ReplayOracle::new(values.to_vec(), seed);
+                let resolved = super::resolve_strategy(kind, space.len(), budget, order);
+                let mut driver = super::new_driver(
+                    space.clone(),
+                    objective.clone(),
+                    resolved,
+                    budget,
+                    seed,
+                    eta,
+                    order,
+                );
+                let mut oracle = ReplayOracle::new(values.to_vec(), seed)
+                    .with_rounds(rounds.map(<[Vec<u32>]>::to_vec));
                 let mut hit: Option<usize> = None;
                 let mut tie_hit: Option<usize> = None;
                 replay(&mut driver, &mut oracle, &mut |d| {
@@ -290,6 +373,35 @@ mod synthetic;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confirmation_rounds_of_an_interleaved_recording_answer_from_one_recorded_round() {
+        // Round r of the recording: config 0 measured 100·(r+1), config 1 one more.
+        let values: Vec<Result<Vec<RepeatValues>, String>> = (0..2)
+            .map(|c| {
+                Ok((0..5)
+                    .map(|r| vec![Some(100.0 * (r + 1) as f64 + c as f64)])
+                    .collect())
+            })
+            .collect();
+        let rounds = vec![vec![0, 1, 2, 3, 4], vec![0, 1, 2, 3, 4]];
+        let mut o = ReplayOracle::new(values.clone(), 3).with_rounds(Some(rounds));
+        let value = |a: Answer| match a {
+            Answer::Measured(v) => v[0][0].unwrap(),
+            Answer::Failed(e) => panic!("{e}"),
+        };
+        for round in 7..12 {
+            let (a, b) = (
+                value(o.answer_round(0, round)),
+                value(o.answer_round(1, round)),
+            );
+            assert_eq!(b - a, 1.0, "both from the same recorded round");
+            assert_eq!(value(o.answer_round(0, round)), a, "the same round again");
+        }
+        // Without the rounds, one independent draw.
+        let mut plain = ReplayOracle::new(values, 3);
+        assert!(matches!(plain.answer_round(0, 7), Answer::Measured(v) if v.len() == 1));
+    }
 
     #[test]
     fn rank_percentiles_treat_misses_as_infinite() {

@@ -93,6 +93,9 @@ pub struct Ask {
     pub config: usize,
     /// Repeats to add (≥ 1).
     pub repeats: usize,
+    /// Set for an interleaved confirmation repeat: its round, which is also its repeat index
+    /// (strategies never set it).
+    pub round: Option<u32>,
     /// Why the strategy chose it.
     pub reason: String,
 }
@@ -153,6 +156,7 @@ impl Strategy for Grid {
             return Some(Ask {
                 config: i,
                 repeats: (FINAL_REPEATS - have).min(left),
+                round: None,
                 reason: format!("grid: configuration {} of {}", i + 1, space.len()),
             });
         }
@@ -172,6 +176,7 @@ impl Strategy for Random {
         self.order.iter().find(|&&i| !h.tried(i)).map(|&i| Ask {
             config: i,
             repeats: 1,
+            round: None,
             reason: format!("random: draw {} of {}", tried + 1, self.order.len()),
         })
     }
@@ -219,6 +224,7 @@ impl Strategy for Halving {
                 return Some(Ask {
                     config: i,
                     repeats: (target - h.repeats(i)).min(left),
+                    round: None,
                     reason: format!(
                         "halving rung {}: {n} candidate(s) to {target} repeat(s)",
                         self.rung
@@ -467,6 +473,7 @@ impl Strategy for Model {
             return Some(Ask {
                 config: i,
                 repeats: 1,
+                round: None,
                 reason: format!("model: initial random sample {} of {initial}", tried + 1),
             });
         }
@@ -481,6 +488,7 @@ impl Strategy for Model {
             return Some(Ask {
                 config: inc,
                 repeats: 1,
+                round: None,
                 reason: "model: re-measure the incumbent (1 repeat so far)".into(),
             });
         }
@@ -509,6 +517,7 @@ impl Strategy for Model {
                 return Some(Ask {
                     config: i,
                     repeats: 1,
+                    round: None,
                     reason: format!(
                         "model: predicted {:.1} from the knobs' main effects (incumbent {:.1})",
                         p.abs(),
@@ -527,6 +536,7 @@ impl Strategy for Model {
             return Some(Ask {
                 config: i,
                 repeats: (FINAL_REPEATS - h.repeats(i)).min(left).min(2),
+                round: None,
                 reason: if i == inc {
                     "model: re-measure the incumbent to the final repeat count".into()
                 } else {
@@ -540,6 +550,7 @@ impl Strategy for Model {
         best_untried.map(|(i, p, _)| Ask {
             config: i,
             repeats: 1,
+            round: None,
             reason: format!(
                 "model: next most promising untried configuration (predicted {:.1})",
                 p.abs()

@@ -295,6 +295,8 @@ fn tune_writes_a_report_with_the_trial_chart_that_renders_in_headless_chromium()
             "18",
             "--constraint",
             "request_rps<=500",
+            "--order",
+            "sequential",
             "--quiet",
             "--out",
         ])

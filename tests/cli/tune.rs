@@ -2,7 +2,10 @@
 //! fastest configuration, ties, outputs, `--overlay` with the searched load, `--resume` rerunning
 //! no finished trial, `--reuse` of an earlier sweep, a duration `--budget`), a real Ctrl-C and
 //! `--resume` on the tiny reference engine, a live tune on it (structure only), replay of the
-//! recorded m3 grid and the strategy evaluation, and usage errors.
+//! recorded m3 grid and the strategy evaluation, and usage errors. Tests that depend on today's
+//! trial sequence pin `--order sequential`; `--order interleaved` (the default here) is tested on
+//! the fake engine: confirmation rounds in `tune.json` and the manifest, a paired tie set, and a
+//! resume mid-confirmation that reruns no finished (finalist, round).
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +38,8 @@ fn fake_tune(dir: &Path) -> (PathBuf, PathBuf) {
             "18",
             "--constraint",
             "request_rps<=500",
+            "--order",
+            "sequential",
             "--quiet",
             "--out",
         ])
@@ -57,6 +62,10 @@ fn a_constraint_excludes_the_fastest_configuration_and_the_winner_comes_with_tie
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["runs_used"], 18);
     assert_eq!(doc["strategy"], "grid");
+    // `--order sequential`: today's behaviour, ties by Welch, no confirmation rounds.
+    assert_eq!(doc["settings"]["order"], "sequential");
+    assert_eq!(doc["method"], "welch");
+    assert!(doc.get("confirmation").is_none());
     let trials = doc["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 6);
     for t in trials {
@@ -90,6 +99,8 @@ fn a_constraint_excludes_the_fastest_configuration_and_the_winner_comes_with_tie
     assert_eq!(doc["pareto"][0]["metric"], "request_rps");
     // Per-cell results as a sweep writes them.
     assert!(run.join("manifest.json").is_file() && run.join("summary.csv").is_file());
+    assert!(json(&run.join("manifest.json")).get("schedule").is_none());
+    assert!(trials.iter().all(|t| t.get("round").is_none()));
     let cell = best["cell"].as_str().unwrap();
     assert!(run.join("cells").join(cell).join("stats.json").is_file());
     // best.toml is an [env] overlay that run accepts.
@@ -196,6 +207,8 @@ fn a_live_tune_on_the_reference_engine_writes_its_outputs_and_run_accepts_the_ov
             "random",
             "--seed",
             "5",
+            "--order",
+            "sequential",
             "--quiet",
             "--out",
         ])
@@ -358,7 +371,14 @@ fn reuse_answers_cells_an_earlier_sweep_measured_without_running_them() {
     let out = bin()
         .arg("tune")
         .arg(&preset)
-        .args(["--strategy", "grid", "--budget", "18"])
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "18",
+            "--order",
+            "sequential",
+        ])
         .args(["--constraint", "request_rps<=500", "--reuse"])
         .arg(&sweep)
         .args(["--quiet", "--out"])
@@ -420,6 +440,8 @@ fn a_duration_budget_parses_with_bounds_and_stops_the_tune() {
             "30s",
             "--strategy",
             "random",
+            "--order",
+            "sequential",
             "--quiet",
             "--out",
         ])
@@ -457,7 +479,15 @@ fn resume_after_a_real_ctrl_c_reruns_no_finished_trial() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ferrum-bench"))
         .arg("tune")
         .arg(&preset)
-        .args(["--strategy", "grid", "--budget", "12", "--quiet", "--out"])
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "12",
+            "--order",
+            "sequential",
+        ])
+        .args(["--quiet", "--out"])
         .arg(&root)
         .env(
             "FERRUMBENCH_PROBE_FILE",
@@ -532,5 +562,214 @@ fn resume_after_a_real_ctrl_c_reruns_no_finished_trial() {
     assert!(
         after[before.len()..].iter().all(|(_, s, _)| s == "run"),
         "{after:?}"
+    );
+}
+
+/// An interleaved grid tune of the fake preset: 6 configurations × 3 repeats = 18 runs of search,
+/// then the 6 runs the reserve keeps: the two identical c2 configurations in 3 rounds.
+fn interleaved_tune(dir: &Path) -> PathBuf {
+    let preset = dir.join("fake.toml");
+    std::fs::write(&preset, FAKE).unwrap();
+    let out = bin()
+        .arg("tune")
+        .arg(&preset)
+        .args([
+            "--strategy",
+            "grid",
+            "--budget",
+            "24",
+            "--order",
+            "interleaved",
+        ])
+        .args(["--constraint", "request_rps<=500", "--seed", "7", "--out"])
+        .arg(dir.join("r"))
+        .output()
+        .unwrap();
+    let err = ok(&out);
+    assert!(
+        err.contains("order: interleaved: the search keeps 6 run(s)"),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("winner and ties: paired over 3 interleaved confirmation round(s)")
+            && stdout.contains("no single winner: a tie set of 2"),
+        "{stdout}"
+    );
+    run_dir(&dir.join("r"))
+}
+
+#[test]
+fn interleaved_tune_confirms_the_finalists_in_rounds_recorded_in_tune_json_and_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = interleaved_tune(dir.path());
+    let doc = json(&run.join("tune.json"));
+    assert_eq!(doc["settings"]["order"], "interleaved");
+    assert_eq!(doc["runs_used"], 24);
+    assert_eq!(
+        doc["method"],
+        "paired over 3 interleaved confirmation round(s)"
+    );
+    let c = &doc["confirmation"];
+    let finalists: Vec<&str> = c["finalists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["cell"].as_str().unwrap())
+        .collect();
+    assert_eq!(finalists.len(), 2, "{c}");
+    assert!(finalists.iter().all(|f| f.starts_with("c2")), "{c}");
+    assert_eq!(c["first_round"], 3, "after the grid's 3 repeats");
+    assert_eq!(
+        (c["rounds_planned"].as_u64(), c["rounds_complete"].as_u64()),
+        (Some(3), Some(3))
+    );
+    // Every round runs every finalist once.
+    let orders = c["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 3);
+    for o in orders {
+        let mut names: Vec<&str> = o
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        let mut want = finalists.clone();
+        want.sort_unstable();
+        assert_eq!(names, want);
+    }
+    // The two c2 configurations measure the same: a tie set of both, no single winner.
+    assert_eq!(c["tie_set"].as_array().unwrap().len(), 2);
+    assert_eq!(c["single_winner"], false);
+    assert_eq!(doc["ties"].as_array().unwrap().len(), 1);
+    assert!(doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().starts_with("no single winner")));
+    let best_toml = std::fs::read_to_string(run.join("best.toml")).unwrap();
+    assert!(best_toml.contains("# No single winner"), "{best_toml}");
+    // The confirmation trials: one repeat each, in the recorded round orders, at the round's
+    // repeat index.
+    let confirm: Vec<(String, u64, u64)> = doc["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["round"].is_null())
+        .map(|t| {
+            assert_eq!(t["repeats"], 1);
+            (
+                t["cell"].as_str().unwrap().to_string(),
+                t["round"].as_u64().unwrap(),
+                t["first_repeat"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, u64)> = orders
+        .iter()
+        .enumerate()
+        .flat_map(|(r, o)| {
+            o.as_array()
+                .unwrap()
+                .iter()
+                .map(move |n| (n.as_str().unwrap().to_string(), 3 + r as u64, 3 + r as u64))
+        })
+        .collect();
+    assert_eq!(confirm, want);
+    // The manifest's schedule holds the same rounds; the finalists' stats.json mark them.
+    let m = json(&run.join("manifest.json"));
+    assert_eq!(m["schedule"]["order"], "interleaved");
+    assert_eq!(m["schedule"]["first_round"], 3);
+    assert_eq!(&m["schedule"]["rounds"], &c["orders"]);
+    assert_eq!(m["schedule"]["seed"], c["seed"]);
+    let stats = json(&run.join("cells").join(finalists[0]).join("stats.json"));
+    let rounds: Vec<Option<u64>> = stats["repeats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["round"].as_u64())
+        .collect();
+    assert_eq!(rounds, vec![None, None, None, Some(3), Some(4), Some(5)]);
+    // The same seed gives the same rounds.
+    std::fs::create_dir_all(dir.path().join("again")).unwrap();
+    let again = json(&interleaved_tune(&dir.path().join("again")).join("tune.json"));
+    assert_eq!(again["confirmation"], doc["confirmation"]);
+}
+
+/// Drop repeat `repeat` from a cell's files, as if the run had stopped before it finished.
+fn drop_repeat(cell: &Path, repeat: u64) {
+    let path = cell.join("stats.json");
+    let mut stats = json(&path);
+    stats["repeats"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["repeat"] != repeat);
+    std::fs::write(&path, serde_json::to_string_pretty(&stats).unwrap()).unwrap();
+    let path = cell.join("requests.jsonl");
+    let kept: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["repeat"] != repeat)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, kept).unwrap();
+}
+
+#[test]
+fn resume_mid_confirmation_reruns_no_finished_finalist_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = interleaved_tune(dir.path());
+    let before = json(&run.join("tune.json"));
+    // As if Ctrl-C had come during the last confirmation round: its repeats are not on disk.
+    for t in before["trials"].as_array().unwrap() {
+        if t["round"] == 5 {
+            drop_repeat(&run.join("cells").join(t["cell"].as_str().unwrap()), 5);
+        }
+    }
+    // Another order than the tune's is refused.
+    let o = bin()
+        .args(["tune", "--resume"])
+        .arg(&run)
+        .args(["--order", "sequential", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--order sequential differs from the tune's interleaved"),
+        "{err}"
+    );
+    let out = bin()
+        .args(["tune", "--resume"])
+        .arg(&run)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    ok(&out);
+    let after = json(&run.join("tune.json"));
+    let trials = after["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), before["trials"].as_array().unwrap().len());
+    for t in trials {
+        let want = if t["round"] == 5 { "run" } else { "resume" };
+        assert_eq!(t["source"], want, "{t}");
+    }
+    assert_eq!(after["confirmation"], before["confirmation"]);
+    assert_eq!(after["runs_used"], 24);
+}
+
+#[test]
+fn a_bad_order_is_a_one_line_error_with_exit_two() {
+    let o = bin()
+        .current_dir(repo(""))
+        .args(["tune", "presets/m3.toml", "--order", "random"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("--order") && first.contains("expected interleaved or sequential"),
+        "{err}"
     );
 }

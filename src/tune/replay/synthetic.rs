@@ -104,7 +104,17 @@ fn evaluate_landscapes(
     let mut per: Vec<(Vec<f64>, f64)> = vec![(Vec::new(), 0.0); kinds.len()];
     for l in 0..landscapes {
         let (truth, values) = landscape(1000 + l, &space);
-        let rows = evaluate_against(&truth, &space, &values, &kinds, seeds, budget, 3);
+        let rows = evaluate_against(
+            &truth,
+            &space,
+            &values,
+            &kinds,
+            seeds,
+            budget,
+            3,
+            crate::execute::rounds::Order::Sequential,
+            None,
+        );
         for (k, r) in rows.iter().enumerate() {
             per[k].0.push(r.median_runs.unwrap_or(budget as f64 + 1.0));
             per[k].1 += r.success_rate / landscapes as f64;
