@@ -266,6 +266,8 @@ impl Confirmation {
                 .collect(),
             auto_repeats: false,
             first_round: self.first_round as u32,
+            rerun_noisy: None,
+            reruns: Vec::new(),
         }
     }
 

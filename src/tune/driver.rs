@@ -226,6 +226,8 @@ impl Driver {
                 rounds: Vec::new(),
                 auto_repeats: false,
                 first_round: 0,
+                rerun_noisy: None,
+                reruns: Vec::new(),
             },
         })
     }

@@ -586,6 +586,8 @@ pub fn run(choices: &TuneChoices, stop: &Cancel) -> Result<i32, Error> {
                     rounds: Vec::new(),
                     auto_repeats: false,
                     first_round: 0,
+                    rerun_noisy: None,
+                    reruns: Vec::new(),
                 });
             }
             let (dir, lock) = RunDir::create_with_manifest(&base.out, &manifest)?;
