@@ -175,7 +175,7 @@ extern "C" __global__ void int4_gemv_per_pair(const float* __restrict__ x,
     if (lane == 0) y[(u64)p * n + row] = acc;
 }
 
-// Unquantised f32 matmul (router, LM head): y[m, n] = x[m, :] . W[n, :]; one warp per (row of
+// Unquantised f32 matmul (MoE router): y[m, n] = x[m, :] . W[n, :]; one warp per (row of
 // W, up to 8 rows of x).
 extern "C" __global__ void f32_gemv(const float* __restrict__ x, int m, int k,
                                     const float* __restrict__ w, int n, float* __restrict__ y) {
@@ -189,6 +189,32 @@ extern "C" __global__ void f32_gemv(const float* __restrict__ x, int m, int k,
     for (int r = 0; r < GEMV_MAX_M; ++r) acc[r] = 0.0f;
     for (int c = lane; c < k; c += 32) {
         float wv = wr[c];
+#pragma unroll
+        for (int r = 0; r < GEMV_MAX_M; ++r)
+            if (m0 + r < m) acc[r] += wv * x[(u64)(m0 + r) * k + c];
+    }
+#pragma unroll
+    for (int r = 0; r < GEMV_MAX_M; ++r) {
+        float t = warp_sum(acc[r]);
+        if (lane == 0 && m0 + r < m) y[(u64)(m0 + r) * n + row] = t;
+    }
+}
+
+// The LM head: y[m, n] = x[m, :] . W[n, :] with W in fp16 (as GPTQ checkpoints keep it), each
+// weight widened to f32 exactly and accumulated in f32 in f32_gemv's order; one warp per (row
+// of W, up to 8 rows of x).
+extern "C" __global__ void f16_gemv(const float* __restrict__ x, int m, int k,
+                                    const f16raw* __restrict__ w, int n, float* __restrict__ y) {
+    int row = (int)((blockIdx.x * (u64)blockDim.x + threadIdx.x) >> 5);
+    int lane = threadIdx.x & 31;
+    int m0 = blockIdx.y * GEMV_MAX_M;
+    if (row >= n) return;
+    const f16raw* wr = w + (u64)row * k;
+    float acc[GEMV_MAX_M];
+#pragma unroll
+    for (int r = 0; r < GEMV_MAX_M; ++r) acc[r] = 0.0f;
+    for (int c = lane; c < k; c += 32) {
+        float wv = h2f(wr[c]);
 #pragma unroll
         for (int r = 0; r < GEMV_MAX_M; ++r)
             if (m0 + r < m) acc[r] += wv * x[(u64)(m0 + r) * k + c];

@@ -1,11 +1,18 @@
-// Embedding gather (also the gather of the rows that need logits), RMSNorm, residual add, bias
+// Embedding gather (fp16 table; an f32 gather for the rows that need logits), RMSNorm, residual add, bias
 // add and the fp16 rounding of stored activations (f32 arithmetic, one row per block).
 
-// x[r, :] = table[ids[r], :].
+// x[r, :] = table[ids[r], :] over f32 rows (the gather of the rows that need logits).
 extern "C" __global__ void embed(const u32* ids, const float* table, int hidden, float* x) {
     int r = blockIdx.x;
     const float* src = table + (u64)ids[r] * hidden;
     for (int c = threadIdx.x; c < hidden; c += blockDim.x) x[(u64)r * hidden + c] = src[c];
+}
+
+// x[r, :] = table[ids[r], :] from the fp16 embedding table (values widened to f32 exactly).
+extern "C" __global__ void embed_f16(const u32* ids, const f16raw* table, int hidden, float* x) {
+    int r = blockIdx.x;
+    const f16raw* src = table + (u64)ids[r] * hidden;
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) x[(u64)r * hidden + c] = h2f(src[c]);
 }
 
 // out[r, :] = x[r, :] / rms(x[r, :]) * gain (out may alias x); 1 / sqrtf (IEEE) rather than

@@ -63,3 +63,24 @@ extern "C" __global__ void uniform_f32(const u32* words, u64 n, float center, fl
     float unit = (float)(words[i] >> 8) / 16777216.0f;
     out[i] = center + __fmul_rn(unit * 2.0f - 1.0f, scale);
 }
+
+// The embedding and the LM head: words [first, first + n) of the stream straight to fp16 values
+// uniform in [-scale, scale) (the CPU's f16_vec: `__fmul_rn` as in uniform_f32, then round to
+// nearest even), one thread per ChaCha block touched, so no f32 or word copy of a
+// vocab x hidden tensor ever exists on the device (4.6 GiB for Qwen2.5-72B).
+extern "C" __global__ void uniform_f16(const u32* key, u64 first, u64 n, float scale,
+                                       f16raw* out) {
+    u64 b = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    u64 first_block = first >> 4;
+    u64 last_block = (first + n - 1) >> 4;
+    if (n == 0 || first_block + b > last_block) return;
+    u32 words[16];
+    chacha8_block(key, first_block + b, words);
+    for (int i = 0; i < 16; ++i) {
+        u64 w = ((first_block + b) << 4) + i;
+        if (w >= first && w < first + n) {
+            float unit = (float)(words[i] >> 8) / 16777216.0f;
+            out[w - first] = f2h(__fmul_rn(unit * 2.0f - 1.0f, scale));
+        }
+    }
+}

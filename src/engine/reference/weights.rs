@@ -63,6 +63,15 @@ impl WeightGen {
         (0..n).map(|_| self.symmetric() * scale).collect()
     }
 
+    /// [`WeightGen::f32_vec`] rounded to fp16 (round to nearest even), kept in f32: the
+    /// embedding and the LM head, which GPTQ checkpoints store in fp16. The CUDA engine stores
+    /// the same values as fp16, so both engines compute with identical weights.
+    pub fn f16_vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| half::f16::from_f32(self.symmetric() * scale).to_f32())
+            .collect()
+    }
+
     /// `n` values uniform in `[1 - spread, 1 + spread)` (norm gains).
     pub fn gains(&mut self, n: usize, spread: f32) -> Vec<f32> {
         (0..n).map(|_| 1.0 + self.symmetric() * spread).collect()

@@ -2,7 +2,9 @@
 //! ([`super::stream::plan`]) computed from its first word of the seed's ChaCha8 stream by
 //! `kernels/weights.cu`, so the values are the CPU engine's, bit for bit, without a host copy.
 //!
-//! Layout: int4 matrices as on the CPU (packed bytes, f32 scales and offsets per row and group);
+//! Layout: the embedding and the LM head in fp16 (raw bits in `u16` buffers; the CPU model holds
+//! the same fp16-rounded values in f32); int4 matrices as on the CPU (packed bytes, f32 scales and
+//! offsets per row and group);
 //! a layer's experts are stacked into one matrix per projection (expert `e`'s rows start at
 //! `e · rows`), which is the layout `int4_gemm_grouped` and `int4_gemv_per_pair` index.
 
@@ -73,14 +75,14 @@ pub struct DLayer {
 
 /// The model, or one layer-split stage's part of it, on the device.
 pub struct DModel {
-    /// `vocab × hidden` (the stage that embeds).
-    pub embed: Option<CudaSlice<f32>>,
+    /// `vocab × hidden` fp16 bits (the stage that embeds).
+    pub embed: Option<CudaSlice<u16>>,
     /// Layers `first_layer..first_layer + layers.len()`.
     pub layers: Vec<DLayer>,
     /// Index of `layers[0]` in the whole model.
     pub first_layer: usize,
-    /// Final norm gain and `vocab × hidden` LM head (the stage that samples).
-    pub head: Option<(CudaSlice<f32>, CudaSlice<f32>)>,
+    /// Final norm gain and `vocab × hidden` LM head in fp16 bits (the stage that samples).
+    pub head: Option<(CudaSlice<f32>, CudaSlice<u16>)>,
     /// Device bytes of these weights.
     pub bytes: u64,
 }
@@ -126,6 +128,31 @@ impl Gen<'_> {
         };
         let out = self.gpu.zeros::<f32>(n)?;
         self.uniform_into(t, self.gpu.ptr(&out, 0))?;
+        Ok(out)
+    }
+
+    /// An fp16 tensor (embedding, LM head) generated straight into fp16, without a word or f32
+    /// copy of it on the device.
+    fn half_vector(&self, t: &Tensor) -> Result<CudaSlice<u16>, EngineError> {
+        let TensorKind::Fp16 { n, scale } = t.kind else {
+            return Err(EngineError::Fault(format!(
+                "{} is not an fp16 tensor",
+                t.name
+            )));
+        };
+        let out = self.gpu.zeros::<u16>(n)?;
+        let key = self.gpu.ptr(&self.key, 0);
+        self.gpu.launch(
+            "uniform_f16",
+            launch::chacha8_words(t.first_word, n as u64),
+            &[
+                Arg::P(key),
+                Arg::U(t.first_word),
+                Arg::U(n as u64),
+                Arg::F(scale),
+                Arg::P(self.gpu.ptr(&out, 0)),
+            ],
+        )?;
         Ok(out)
     }
 
@@ -238,7 +265,7 @@ impl DModel {
             scratch: gpu.zeros::<u32>(1)?,
         };
         let embed = if part.embed {
-            Some(g.vector(get("embed")?)?)
+            Some(g.half_vector(get("embed")?)?)
         } else {
             None
         };
@@ -295,7 +322,10 @@ impl DModel {
             });
         }
         let head = if part.head {
-            Some((g.vector(get("final_norm")?)?, g.vector(get("lm_head")?)?))
+            Some((
+                g.vector(get("final_norm")?)?,
+                g.half_vector(get("lm_head")?)?,
+            ))
         } else {
             None
         };

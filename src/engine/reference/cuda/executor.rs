@@ -312,7 +312,7 @@ impl CudaExecutor {
         let g = &self.gpu;
         if let Some(embed) = &self.model.embed {
             g.launch(
-                "embed",
+                "embed_f16",
                 l.rows,
                 &[up(&ints.tokens), self.p(embed, 0), Arg::I(h as i32), x],
             )?;
@@ -618,7 +618,7 @@ impl CudaExecutor {
         self.rms_norm(l.logit_rows, sel, final_norm, sel)?;
         let logits = self.p(&b.logits, 0);
         g.launch(
-            "f32_gemv",
+            "f16_gemv",
             l.lm_head,
             &[
                 sel,

@@ -22,7 +22,9 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("weights.cu", "chacha8_words"),
     ("weights.cu", "int4_scales"),
     ("weights.cu", "uniform_f32"),
+    ("weights.cu", "uniform_f16"),
     ("norm.cu", "embed"),
+    ("norm.cu", "embed_f16"),
     ("norm.cu", "rms_norm"),
     ("norm.cu", "add_inplace"),
     ("norm.cu", "add_bias_rows"),
@@ -32,6 +34,7 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("int4_gemm.cu", "int4_gemm_grouped"),
     ("int4_gemm.cu", "int4_gemv_per_pair"),
     ("int4_gemm.cu", "f32_gemv"),
+    ("int4_gemm.cu", "f16_gemv"),
     ("attention.cu", "qk_norm_rope"),
     ("attention.cu", "kv_write"),
     ("attention.cu", "paged_attention"),
@@ -246,6 +249,19 @@ mod tests {
             vec![Ptr, U64, Int, Ptr]
         );
         assert_eq!(signature("attention.cu", "qk_norm_rope").unwrap()[9], Float);
+        // The fp16 embedding and LM head: `embed_f16` is not `embed`'s signature by prefix.
+        assert_eq!(
+            signature("norm.cu", "embed_f16").unwrap(),
+            vec![Ptr, Ptr, Int, Ptr]
+        );
+        assert_eq!(
+            signature("int4_gemm.cu", "f16_gemv").unwrap(),
+            vec![Ptr, Int, Int, Ptr, Int, Ptr]
+        );
+        assert_eq!(
+            signature("weights.cu", "uniform_f16").unwrap(),
+            vec![Ptr, U64, U64, Float, Ptr]
+        );
         assert!(signature("moe.cu", "nope").is_err());
     }
 

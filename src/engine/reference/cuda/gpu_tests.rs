@@ -68,6 +68,89 @@ fn gpu_chacha8_words_match_rand_chacha() {
 }
 
 #[test]
+fn gpu_fp16_embedding_and_lm_head_match_the_cpu() {
+    let Some(dev) = device() else { return };
+    let s = &dev.stream;
+    let (vocab, hidden, seed, first) = (97usize, 64usize, 2026u64, 21u64);
+    let n = vocab * hidden;
+    let key_d = s.clone_htod(&WeightGen::key(seed)).unwrap();
+    // Generation: bit-identical to the CPU's f16_vec, at a scale that makes some values fp16
+    // subnormals (the rounding that differs most easily).
+    for scale in [1.0f32, 1e-5] {
+        let mut table = s.alloc_zeros::<u16>(n).unwrap();
+        let f = dev.function("weights.cu", "uniform_f16").unwrap();
+        let (first_w, n_w) = (first, n as u64);
+        let mut b = s.launch_builder(&f);
+        b.arg(&key_d)
+            .arg(&first_w)
+            .arg(&n_w)
+            .arg(&scale)
+            .arg(&mut table);
+        unsafe { b.launch(cfg(launch::chacha8_words(first, n as u64))) }.unwrap();
+        let bits = s.clone_dtoh(&table).unwrap();
+        let cpu = WeightGen::at_word(seed, first).f16_vec(n, scale);
+        for (i, (g, c)) in bits.iter().zip(&cpu).enumerate() {
+            assert_eq!(
+                *g,
+                half::f16::from_f32(*c).to_bits(),
+                "value {i} at scale {scale}"
+            );
+        }
+    }
+    let mut g = WeightGen::new(5);
+    let w = g.f16_vec(n, 0.2);
+    let w_bits: Vec<u16> = w
+        .iter()
+        .map(|v| half::f16::from_f32(*v).to_bits())
+        .collect();
+    let w_d = s.clone_htod(&w_bits).unwrap();
+    // Embedding lookup: exact.
+    let ids: Vec<u32> = vec![0, 96, 3, 3, 50];
+    let ids_d = s.clone_htod(&ids).unwrap();
+    let mut x_d = s.alloc_zeros::<f32>(ids.len() * hidden).unwrap();
+    let f = dev.function("norm.cu", "embed_f16").unwrap();
+    let hi = hidden as i32;
+    let mut b = s.launch_builder(&f);
+    b.arg(&ids_d).arg(&w_d).arg(&hi).arg(&mut x_d);
+    unsafe { b.launch(cfg(launch::per_row(ids.len(), hidden))) }.unwrap();
+    let rows = s.clone_dtoh(&x_d).unwrap();
+    for (r, id) in ids.iter().enumerate() {
+        let id = *id as usize;
+        assert_eq!(
+            rows[r * hidden..(r + 1) * hidden],
+            w[id * hidden..(id + 1) * hidden]
+        );
+    }
+    // LM head: the CPU's f32 matmul over the same fp16 values, within the f32 tolerance.
+    for m in [1usize, 3, 8, 11] {
+        let x = g.f32_vec(m * hidden, 1.0);
+        let mut cpu = vec![0f32; m * vocab];
+        crate::engine::reference::int4::matmul_f32(&x, m, &w, vocab, hidden, &mut cpu);
+        let magnitude: Vec<f32> = (0..m * vocab)
+            .map(|o| {
+                let (r, c) = (o / vocab, o % vocab);
+                (0..hidden)
+                    .map(|j| (x[r * hidden + j] * w[c * hidden + j]).abs())
+                    .sum()
+            })
+            .collect();
+        let x_d = s.clone_htod(&x).unwrap();
+        let mut y_d = s.alloc_zeros::<f32>(m * vocab).unwrap();
+        let (mi, ki, ni) = (m as i32, hidden as i32, vocab as i32);
+        let f = dev.function("int4_gemm.cu", "f16_gemv").unwrap();
+        let mut b = s.launch_builder(&f);
+        b.arg(&x_d)
+            .arg(&mi)
+            .arg(&ki)
+            .arg(&w_d)
+            .arg(&ni)
+            .arg(&mut y_d);
+        unsafe { b.launch(cfg(launch::gemv(vocab, m))) }.unwrap();
+        close(&s.clone_dtoh(&y_d).unwrap(), &cpu, &magnitude);
+    }
+}
+
+#[test]
 fn gpu_int4_gemv_and_gemm_match_the_cpu_kernels() {
     let Some(dev) = device() else { return };
     let (n, k, group) = (384usize, 512usize, 128usize);

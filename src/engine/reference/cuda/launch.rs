@@ -3,7 +3,7 @@
 
 /// Threads per block for the warp-per-row kernels.
 pub const WARP_ROW_THREADS: u32 = 256;
-/// Rows of activations one `int4_gemv` / `f32_gemv` launch handles (`GEMV_MAX_M`).
+/// Rows of activations one `int4_gemv` / `f32_gemv` / `f16_gemv` launch handles (`GEMV_MAX_M`).
 pub const GEMV_MAX_M: usize = 8;
 /// Tile of `int4_gemm` (`TM` = `TN`).
 pub const GEMM_TILE: u32 = 64;
@@ -21,7 +21,7 @@ fn blocks_for(items: u64, per_block: u64) -> u32 {
     u32::try_from(items.div_ceil(per_block).max(1)).expect("grid fits u32")
 }
 
-/// `int4_gemv`/`f32_gemv`: one warp per output feature; `m` rows in launches of 8 (grid y).
+/// `int4_gemv`/`f32_gemv`/`f16_gemv`: one warp per output feature; `m` rows in launches of 8 (grid y).
 pub fn gemv(n: usize, m: usize) -> Shape {
     let warps_per_block = u64::from(WARP_ROW_THREADS / 32);
     Shape {
@@ -105,7 +105,8 @@ pub fn elementwise(n: u64) -> Shape {
     }
 }
 
-/// `chacha8_words`: one thread per 16-word ChaCha block touched by words `[first, first + n)`.
+/// `chacha8_words` and `uniform_f16`: one thread per 16-word ChaCha block touched by words
+/// `[first, first + n)`.
 pub fn chacha8_words(first: u64, n: u64) -> Shape {
     let blocks = if n == 0 {
         0

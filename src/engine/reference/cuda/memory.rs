@@ -151,7 +151,7 @@ mod tests {
         // FERRUM_KV_MAX_BLOCKS = 2048 as in the m3 preset, 2048 batched tokens.
         let plan = MemoryPlan::new(&spec, 2048, 2048);
         assert!(
-            plan.weights > 15 * GIB && plan.weights < 20 * GIB,
+            plan.weights > 14 * GIB && plan.weights < 20 * GIB,
             "{plan:?}"
         );
         // 48 layers x 2048 blocks x 16 tokens x 4 KV heads x 128 x fp16 x (K, V) = 6 GiB.
@@ -179,9 +179,7 @@ mod tests {
         assert!(MemoryPlan::new(&one_more, 2048, 2048)
             .check(&one_more, 16 * GIB)
             .is_err());
-        // Whether the full model fits a 4090 depends on the pool: report either way.
-        if let Err(e) = fits {
-            assert!(e.contains("GiB are free"), "{e}");
-        }
+        // With the fp16 embedding and LM head (1.16 GiB each) the full model fits a 4090.
+        assert!(fits.is_ok(), "{fits:?}");
     }
 }

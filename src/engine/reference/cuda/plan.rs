@@ -289,7 +289,7 @@ pub struct CallLaunches {
     pub ffn: FfnLaunches,
     /// Gather of logits rows, final norm: one block per logits row.
     pub logit_rows: Shape,
-    /// LM head (`f32_gemv`).
+    /// LM head (`f16_gemv`).
     pub lm_head: Shape,
     /// `argmax_rows`.
     pub argmax: Shape,

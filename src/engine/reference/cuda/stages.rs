@@ -372,9 +372,10 @@ mod tests {
         assert_eq!(m0.kv + m1.kv, whole.kv);
         assert_eq!(m0.kv, 40 * whole.per_layer_kv);
         assert!(m0.workspace < m1.workspace && m1.workspace == whole.workspace);
-        // Stage 0 holds the embedding, stage 1 the final norm and LM head (same size here).
+        // Stage 0 holds the embedding, stage 1 the final norm and LM head (same size here:
+        // fp16, 2 bytes a value, as GPTQ checkpoints keep them).
         let layer = whole.per_layer_weights;
-        let embed = (spec.vocab_size * spec.hidden_size * 4) as u64;
+        let embed = (spec.vocab_size * spec.hidden_size * 2) as u64;
         assert_eq!(m0.weights, 40 * layer + embed);
         assert_eq!(m1.weights, 40 * layer + embed + spec.hidden_size as u64 * 4);
         // The CPU split of a CPU-sized engine: the plan scaled to its layer count.
@@ -389,30 +390,81 @@ mod tests {
         assert!(plan_stages(&spec, Some(&plan), &[0], 512, 256).is_err());
     }
 
+    /// Free bytes of an RTX 4090 (24 GB card) with a desktop-free driver: 23.55 GiB.
+    const FREE_4090: u64 = 25_282_281_472;
+
     #[test]
-    fn qwen25_72b_fits_two_24_gib_cards_only_with_fewer_layers_and_the_error_names_the_device() {
+    fn real_models_fit_24_gb_rtx_4090s_with_fp16_embedding_and_lm_head() {
+        use crate::engine::reference::knobs::EngineKnobs;
+        use crate::engine::reference::kv_limits;
+        let fits = |spec: &EngineSpec, split: Option<&LayerSplitPlan>, pool: usize, rows: usize| {
+            let devices: &[usize] = if split.is_some() { &[0, 1] } else { &[0] };
+            let stages = plan_stages(spec, split, devices, pool, rows).unwrap();
+            let need = need_per_device(&stages);
+            let gibs: Vec<String> = need.values().map(|b| format!("{:.2}", gib(*b))).collect();
+            println!(
+                "{} layers, {pool} KV blocks, {rows}-row calls: {} GiB",
+                spec.num_layers,
+                gibs.join(" / ")
+            );
+            (
+                check_memory(spec, split, &stages, &|_| FREE_4090),
+                need.values().copied().collect::<Vec<u64>>(),
+            )
+        };
+        // Qwen2.5-72B GPTQ-int4 split over two 4090s (the Ferrum preset's plan) with a 512-block
+        // KV pool (FERRUM_KV_MAX_BLOCKS = 512: 8192 tokens) and 256-token calls.
+        let spec = EngineSpec::resolve_for_device(None, "qwen2", Device::Cuda).unwrap();
+        assert_eq!(
+            (spec.vocab_size, spec.hidden_size, spec.num_layers),
+            (152_064, 8192, 80)
+        );
+        let plan = plan_72b();
+        let (ok, need) = fits(&spec, Some(&plan), 512, 256);
+        assert!(ok.is_ok(), "{ok:?}");
+        // The fp16 embedding and LM head are what makes it fit: in f32 (2 more bytes a value,
+        // 2.32 GiB more on each side) neither device would.
+        let f32_extra = (spec.vocab_size * spec.hidden_size * 2) as u64;
+        assert!(need.iter().all(|n| n + f32_extra > FREE_4090), "{need:?}");
+        // At the engine's default knobs (1024 blocks, 2048-token calls) it does not: the
+        // README says which knobs to lower.
+        let knobs = EngineKnobs::default();
+        // The CUDA engine's call size (`engine::max_call_rows`, behind the `cuda` feature).
+        let rows = knobs.max_batched_tokens.max(knobs.max_sequences).max(1);
+        let pool = kv_limits(&spec, &knobs).unwrap().pool_blocks;
+        assert_eq!((pool, rows), (1024, 2048));
+        assert!(fits(&spec, Some(&plan), pool, rows).0.is_err());
+        // Qwen3-30B-A3B unsplit on one 4090, at the default knobs and at the m3 preset's pool.
+        let moe = EngineSpec::resolve_for_device(None, "qwen3_moe", Device::Cuda).unwrap();
+        let pool = kv_limits(&moe, &knobs).unwrap().pool_blocks;
+        assert!(fits(&moe, None, pool, rows).0.is_ok());
+        assert!(fits(&moe, None, 2048, 2048).0.is_ok());
+    }
+
+    #[test]
+    fn qwen25_72b_fits_two_24_gib_cards_and_the_error_names_the_device() {
         let spec = EngineSpec::resolve_for_device(None, "qwen2", Device::Cuda).unwrap();
         let plan = plan_72b();
         let stages = plan_stages(&spec, Some(&plan), &[0, 1], 512, 256).unwrap();
         let need = need_per_device(&stages);
-        // About 40 GiB of int4 weights plus 2 x 1.2 GiB f32 embedding/LM head: ~21 GiB a side.
+        // About 40 GiB of int4 weights plus 2 x 2.3 GiB fp16 embedding/LM head: ~22.6 GiB a side.
         assert!(need[&0] > 18 * GIB && need[&0] < 26 * GIB, "{need:?}");
         assert!(need[&1] > need[&0]);
-        // Two H200s hold it.
+        // Two H200s hold it, and so do two 4090s with 23.55 GiB free each.
         assert!(check_memory(&spec, Some(&plan), &stages, &|_| 139 * GIB).is_ok());
-        // Two 4090s with 23.5 GiB free each: the first device that overflows is named, with a
-        // layer count that fits both.
-        let free = |_d: usize| 25_282_281_472u64;
-        if let Err(e) = check_memory(&spec, Some(&plan), &stages, &free) {
-            assert!(e.starts_with("CUDA device 0 (stage 0 layers 0..40)"), "{e}");
-            assert!(e.contains("num_layers ="), "{e}");
-            println!("72B on two 4090s: {e}");
-        }
+        assert!(check_memory(&spec, Some(&plan), &stages, &|_| FREE_4090).is_ok());
         println!(
             "72B split need per device: {:.2} / {:.2} GiB",
             gib(need[&0]),
             gib(need[&1])
         );
+        // A 4090 with 1 GiB taken (22.55 GiB free): device 0 is named first, with a layer
+        // count that fits both.
+        let busy = |_d: usize| FREE_4090 - GIB;
+        let e = check_memory(&spec, Some(&plan), &stages, &busy).unwrap_err();
+        assert!(e.starts_with("CUDA device 0 (stage 0 layers 0..40)"), "{e}");
+        assert!(e.contains("num_layers ="), "{e}");
+        println!("72B on two busy 4090s: {e}");
         // A 16 GiB second card: the error names device 1 and a layer count that really fits.
         let small = |d: usize| if d == 0 { 139 * GIB } else { 16 * GIB };
         let e = check_memory(&spec, Some(&plan), &stages, &small).unwrap_err();

@@ -32,6 +32,15 @@ pub enum TensorKind {
         /// Half-width.
         scale: f32,
     },
+    /// `WeightGen::f16_vec(n, scale)`: `n` values uniform in `[-scale, scale)`, rounded to fp16
+    /// (round to nearest even) and stored as fp16 on the device: the embedding and the LM head,
+    /// which real GPTQ checkpoints (and Ferrum) keep in fp16.
+    Fp16 {
+        /// Values.
+        n: usize,
+        /// Half-width.
+        scale: f32,
+    },
 }
 
 impl TensorKind {
@@ -46,18 +55,19 @@ impl TensorKind {
                 // One next_u64 (two words) per 8 packed bytes, even for a short last chunk.
                 2 * bytes.div_ceil(8) + 2 * groups
             }
-            TensorKind::Uniform { n, .. } => n as u64,
+            TensorKind::Uniform { n, .. } | TensorKind::Fp16 { n, .. } => n as u64,
         }
     }
 
-    /// Bytes the tensor occupies on the device (f32 values; int4: packed + f32 scale and offset
-    /// per group).
+    /// Bytes the tensor occupies on the device (f32 values; fp16: 2 bytes a value; int4:
+    /// packed + f32 scale and offset per group).
     pub fn device_bytes(&self) -> u64 {
         match *self {
             TensorKind::Int4 {
                 rows, cols, group, ..
             } => (rows * cols / 2) as u64 + 8 * (rows * (cols / group)) as u64,
             TensorKind::Uniform { n, .. } => 4 * n as u64,
+            TensorKind::Fp16 { n, .. } => 2 * n as u64,
         }
     }
 }
@@ -106,7 +116,8 @@ pub fn plan(spec: &EngineSpec) -> Vec<Tensor> {
         group: gs,
         std,
     };
-    push("embed".into(), uniform(spec.vocab_size * h, 1.0));
+    let fp16 = |n: usize, scale: f32| TensorKind::Fp16 { n, scale };
+    push("embed".into(), fp16(spec.vocab_size * h, 1.0));
     for l in 0..spec.num_layers {
         let p = |n: &str| format!("layers.{l}.{n}");
         push(p("input_norm"), gains(h));
@@ -138,7 +149,7 @@ pub fn plan(spec: &EngineSpec) -> Vec<Tensor> {
     push("final_norm".into(), gains(h));
     push(
         "lm_head".into(),
-        uniform(spec.vocab_size * h, 3.0f32.sqrt() * lin_std(h)),
+        fp16(spec.vocab_size * h, 3.0f32.sqrt() * lin_std(h)),
     );
     out
 }
@@ -239,6 +250,7 @@ mod tests {
                 };
                 (v, None)
             }
+            TensorKind::Fp16 { n, scale } => (g.f16_vec(n, scale), None),
             TensorKind::Int4 {
                 rows,
                 cols,

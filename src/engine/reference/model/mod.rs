@@ -64,13 +64,15 @@ pub struct Layer {
 pub struct Model {
     /// Dimensions.
     pub spec: EngineSpec,
-    /// Token embeddings, `vocab × hidden` (f32: GPTQ checkpoints keep embeddings unquantised).
+    /// Token embeddings, `vocab × hidden`: fp16 values (as GPTQ checkpoints keep them, and as the
+    /// CUDA engine stores them) held in f32.
     pub embed: Vec<f32>,
     /// Layers.
     pub layers: Vec<Layer>,
     /// Final RMSNorm gain.
     pub final_norm: Vec<f32>,
-    /// Output head, `vocab × hidden` (f32: GPTQ checkpoints keep lm_head unquantised).
+    /// Output head, `vocab × hidden`: fp16 values (as GPTQ checkpoints keep them, and as the CUDA
+    /// engine stores them) held in f32.
     pub lm_head: Vec<f32>,
     /// RoPE tables.
     pub rope: Rope,
@@ -172,7 +174,7 @@ impl Model {
         let (h, hd, gs) = (spec.hidden_size, spec.head_dim, spec.quant_group_size);
         let q_dim = spec.num_heads * hd;
         let kv_dim = spec.num_kv_heads * hd;
-        let embed = g.f32_vec(spec.vocab_size * h, 1.0);
+        let embed = g.f16_vec(spec.vocab_size * h, 1.0);
         let lin_std = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
         let layers = (0..spec.num_layers)
             .map(|_| {
@@ -200,7 +202,7 @@ impl Model {
             })
             .collect();
         let final_norm = g.gains(h, 0.1);
-        let lm_head = g.f32_vec(spec.vocab_size * h, 3.0f32.sqrt() * lin_std(h));
+        let lm_head = g.f16_vec(spec.vocab_size * h, 3.0f32.sqrt() * lin_std(h));
         Model {
             spec: spec.clone(),
             embed,
