@@ -289,29 +289,12 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::execute::source::fixtures::{cell, repeat_summary};
     use crate::execute::PlannedCells;
-    use crate::measure::LoadPoint;
     use crate::noise::NoiseSample;
 
-    fn cell(i: usize) -> Cell {
-        Cell {
-            index: i,
-            name: format!("c{i}"),
-            key: format!("k{i}"),
-            knobs: Default::default(),
-            load: LoadPoint::Closed { concurrency: 1 },
-        }
-    }
-
     fn repeat(r: u32, f: &[NoiseFlag], superseded: bool) -> RepeatSummary {
-        let mut s: RepeatSummary = serde_json::from_value(
-            serde_json::from_str::<serde_json::Value>(include_str!(
-                "../../tests/golden/stats.json"
-            ))
-            .unwrap()["repeats"][0]
-                .clone(),
-        )
-        .unwrap();
+        let mut s = repeat_summary();
         s.repeat = r;
         s.round = Some(r);
         s.noise = Some(NoiseSample {

@@ -286,17 +286,7 @@ impl CellSource for AdaptiveRounds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::LoadPoint;
-
-    fn cell(i: usize) -> Cell {
-        Cell {
-            index: i,
-            name: format!("c{i}"),
-            key: format!("k{i}"),
-            knobs: Default::default(),
-            load: LoadPoint::Closed { concurrency: 1 },
-        }
-    }
+    use crate::execute::source::fixtures::{cell, repeat_summary};
 
     #[test]
     fn round_order_is_a_seeded_permutation() {
@@ -347,14 +337,7 @@ mod tests {
         let mut rounds = 0;
         while let Some(u) = s.next_unit() {
             rounds = rounds.max(u.first_repeat + 1);
-            let mut summary: crate::measure::RepeatSummary = serde_json::from_value(
-                serde_json::from_str::<serde_json::Value>(include_str!(
-                    "../../tests/golden/stats.json"
-                ))
-                .unwrap()["repeats"][0]
-                    .clone(),
-            )
-            .unwrap();
+            let mut summary = repeat_summary();
             summary.repeat = u.first_repeat;
             summary.round = u.round;
             summary.output_tokens_per_s = value(u.cell.index, u.first_repeat);

@@ -131,12 +131,14 @@ impl CellSource for PlannedCells {
     }
 }
 
+/// Fixtures shared by the execution loop's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::measure::LoadPoint;
+pub(crate) mod fixtures {
+    use crate::measure::{LoadPoint, RepeatSummary};
+    use crate::sweep::Cell;
 
-    fn cell(i: usize) -> Cell {
+    /// Cell `i`: name `c{i}`, key `k{i}`, no knobs, closed loop at c=1.
+    pub fn cell(i: usize) -> Cell {
         Cell {
             index: i,
             name: format!("c{i}"),
@@ -145,6 +147,19 @@ mod tests {
             load: LoadPoint::Closed { concurrency: 1 },
         }
     }
+
+    /// The golden `stats.json`'s first repeat, a complete summary for tests to edit.
+    pub fn repeat_summary() -> RepeatSummary {
+        let golden: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/golden/stats.json")).unwrap();
+        serde_json::from_value(golden["repeats"][0].clone()).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::cell;
+    use super::*;
 
     #[test]
     fn planned_cells_hand_out_whole_cells_in_order_and_drain_the_rest() {

@@ -533,16 +533,20 @@ fn a_failed_re_measurement_keeps_the_original_and_a_later_one_replaces_it() {
         stop: None,
         started: started.clone(),
     };
-    let quiet = || SweepProgress::new(4, true);
-    execute(
-        target,
-        &mut m,
-        &mut b,
-        &Cancel::new(),
-        ExecuteOptions::default(),
-        &mut quiet(),
-    )
-    .unwrap();
+    // One invocation of the loop (a resume of the same directory), logging the engines started.
+    let run_once = |m: &mut Manifest, b: &mut Backend| {
+        started.borrow_mut().clear();
+        execute(
+            target,
+            m,
+            b,
+            &Cancel::new(),
+            ExecuteOptions::default(),
+            &mut SweepProgress::new(4, true),
+        )
+        .unwrap()
+    };
+    run_once(&mut m, &mut b);
     // Flag repeat 1 of A=1 twice (steal+load) and repeat 0 of A=4 once; nothing else.
     inject_flags(
         &rd,
@@ -565,16 +569,7 @@ fn a_failed_re_measurement_keeps_the_original_and_a_later_one_replaces_it() {
     // The engine of A=1 now fails: the one re-measurement allowed (most flags first: A=1
     // repeat 1) fails, the original stays, the cell stays completed.
     b.fail = "A=1";
-    started.borrow_mut().clear();
-    let s = execute(
-        target,
-        &mut m,
-        &mut b,
-        &Cancel::new(),
-        ExecuteOptions::default(),
-        &mut quiet(),
-    )
-    .unwrap();
+    let s = run_once(&mut m, &mut b);
     assert_eq!((s.remeasured, s.rerun_failed, s.completed), (0, 1, 0));
     assert_eq!(s.exit_code(), 0, "the cells are intact");
     assert_eq!(*started.borrow(), ["c2__A=1"]);
@@ -593,16 +588,7 @@ fn a_failed_re_measurement_keeps_the_original_and_a_later_one_replaces_it() {
 
     // A later invocation tries it again (a failure does not use up the limit) and succeeds.
     b.fail = "none";
-    started.borrow_mut().clear();
-    let s = execute(
-        target,
-        &mut m,
-        &mut b,
-        &Cancel::new(),
-        ExecuteOptions::default(),
-        &mut quiet(),
-    )
-    .unwrap();
+    let s = run_once(&mut m, &mut b);
     assert_eq!((s.remeasured, s.rerun_failed), (1, 0));
     assert_eq!(*started.borrow(), ["c2__A=1"]);
     let after = rd.read_stats("c2__A=1").unwrap();
@@ -621,16 +607,7 @@ fn a_failed_re_measurement_keeps_the_original_and_a_later_one_replaces_it() {
         .unwrap()
         .reruns
         .retain(|r| r.outcome == super::rerun::RerunOutcome::Failed);
-    started.borrow_mut().clear();
-    let s = execute(
-        target,
-        &mut m,
-        &mut b,
-        &Cancel::new(),
-        ExecuteOptions::default(),
-        &mut quiet(),
-    )
-    .unwrap();
+    let s = run_once(&mut m, &mut b);
     assert_eq!(s.remeasured, 0);
     assert!(started.borrow().is_empty());
     let reruns = rd.read_manifest().unwrap().schedule.unwrap().reruns;

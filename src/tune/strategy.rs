@@ -560,4 +560,4 @@ impl Strategy for Model {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -3,38 +3,10 @@
 //! for a round), and the paired verdict — a clearly best finalist wins alone even under a drift
 //! that dwarfs its lead, identical finalists tie, and fewer than 3 rounds judge no tie set.
 
-use std::collections::BTreeMap;
-
 use super::*;
-use crate::measure::LoadPoint;
-use crate::metric::{Direction, Metric};
-use crate::sweep::Cell;
 use crate::tune::driver::{Answer, Driver};
-use crate::tune::history::Objective;
+use crate::tune::strategy::tests::{objective, space};
 use crate::tune::strategy::{build, StrategyKind};
-
-/// A 1-D space of `n` cells (knob FERRUM_X = 0..n).
-fn space(n: usize) -> Space {
-    Space::new(
-        (0..n)
-            .map(|i| Cell {
-                index: i,
-                name: format!("x{i}"),
-                key: format!("k{i}"),
-                knobs: BTreeMap::from([("FERRUM_X".to_string(), i.to_string())]),
-                load: LoadPoint::Closed { concurrency: 1 },
-            })
-            .collect(),
-    )
-}
-
-fn objective() -> Objective {
-    Objective {
-        metric: Metric::by_name("output_tok_s").unwrap(),
-        direction: Direction::HigherIsBetter,
-        constraints: Vec::new(),
-    }
-}
 
 /// A history where configuration i has the objective repeats `points[i]`.
 fn history(points: &[&[f64]]) -> History {

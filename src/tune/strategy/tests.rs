@@ -12,7 +12,7 @@ use crate::tune::driver::{Answer, Driver};
 use crate::tune::history::Objective;
 
 /// A 1-D space of `n` cells (knob FERRUM_X = 0..n).
-fn space(n: usize) -> Space {
+pub(crate) fn space(n: usize) -> Space {
     Space::new(
         (0..n)
             .map(|i| Cell {
@@ -26,7 +26,8 @@ fn space(n: usize) -> Space {
     )
 }
 
-fn objective() -> Objective {
+/// Maximise output tok/s, no constraints.
+pub(crate) fn objective() -> Objective {
     Objective {
         metric: Metric::by_name("output_tok_s").unwrap(),
         direction: Direction::HigherIsBetter,

@@ -138,6 +138,17 @@ pub(crate) fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
 
+/// The `num_layers = N` a memory error suggests (tests of the memory checks).
+#[cfg(test)]
+pub(super) fn suggested_layers(error: &str) -> usize {
+    error
+        .split("num_layers = ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no suggestion in {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,12 +173,7 @@ mod tests {
         let small = plan.check(&spec, 16 * GIB).unwrap_err();
         assert!(small.contains("num_layers ="), "{small}");
         // The suggested layer count really fits.
-        let suggested: usize = small
-            .split("num_layers = ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap();
+        let suggested = suggested_layers(&small);
         assert!(suggested > 0 && suggested < 48, "{suggested}");
         let mut fewer = spec.clone();
         fewer.num_layers = suggested;

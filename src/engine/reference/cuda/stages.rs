@@ -472,12 +472,7 @@ mod tests {
             e.starts_with("CUDA device 1 (stage 1 layers 40..80)"),
             "{e}"
         );
-        let n: usize = e
-            .split("num_layers = ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap();
+        let n = super::super::memory::suggested_layers(&e);
         let with = |n: usize| {
             let mut s = spec.clone();
             s.num_layers = n;
@@ -514,12 +509,7 @@ mod tests {
         let free = |_d: usize| 16 * GIB;
         let e = check_memory(&spec, None, &one, &free).unwrap_err();
         assert!(e.starts_with("CUDA device 0 (stage 0 layers 0..48)"), "{e}");
-        let n: usize = e
-            .split("num_layers = ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap();
+        let n = super::super::memory::suggested_layers(&e);
         let fits = |n: usize| {
             let mut s = spec.clone();
             s.num_layers = n;
